@@ -1,0 +1,45 @@
+# dockyard — developer commands. `make serve` and `make test` work on a fresh Debian/Ubuntu machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install serve test test-fast lint format typecheck clean system-deps
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/dockyard serve
+
+system-deps:
+	scripts/install-system-deps.sh
+
+# The whole suite: unit, API, conformance and the real-client interop tests (in parallel).
+test: $(STAMP) system-deps
+	$(BIN)/pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+
+# Everything that needs no external tool.
+test-fast: $(STAMP)
+	$(BIN)/pytest -n auto -m 'not interop' $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

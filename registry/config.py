@@ -1,0 +1,123 @@
+"""The whole configuration as one typed tree, loaded once: defaults < YAML file < ``DOCKYARD_*`` env < CLI flags.
+
+Environment variables use the prefix ``DOCKYARD_`` and ``__`` for nesting, e.g.
+``DOCKYARD_STORAGE__ROOT=/srv/registry`` or ``DOCKYARD_LISTEN=0.0.0.0:5000``.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+MiB = 1 << 20
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("dockyard_config_file", default=None)
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message is one readable line."""
+
+
+class FilesystemStorage(BaseModel):
+    """Blobs and metadata in a local directory (the embedded default)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["filesystem"] = "filesystem"
+    root: Path = Path("./dockyard-data")
+    fsync_metadata: bool = Field(False, description="fsync small records too (blobs are always fsynced)")
+
+
+class MemoryStorage(BaseModel):
+    """Everything in process memory: for tests and demos only."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["memory"] = "memory"
+
+
+StorageConfig = Annotated[FilesystemStorage | MemoryStorage, Field(discriminator="type")]
+
+
+class Settings(BaseSettings):
+    """Every setting of ``dockyard serve``."""
+
+    model_config = SettingsConfigDict(env_prefix="DOCKYARD_", env_nested_delimiter="__", extra="forbid")
+
+    listen: str = "127.0.0.1:5000"
+    storage: StorageConfig = FilesystemStorage()
+    max_manifest_size: int = Field(4 * MiB, gt=0)
+    delete_enabled: bool = True
+    auto_mount: bool = Field(True, description="mount a blob the registry already has when POST names no 'from'")
+    page_size_max: int = Field(10_000, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = True
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"listen must be HOST:PORT, got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _YamlSource(settings_cls)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by :func:`load_settings` (lowest priority above the defaults)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # noqa: ARG002
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _CONFIG_FILE.get()
+        if path is None:
+            return {}
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        return data
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load the settings; raise :class:`ConfigError` with one readable line when they are invalid."""
+    token = _CONFIG_FILE.set(config_file)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        raise ConfigError(f"invalid configuration: {where}: {first['msg']}") from None
+    finally:
+        _CONFIG_FILE.reset(token)

@@ -1,0 +1,78 @@
+"""What every handler needs: typed access to the store and settings, validated path parameters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from registry import keys
+from registry.config import Settings
+from registry.errors import ErrorCode, RegistryError
+from registry.reference import Digest, check_name, parse_digest
+from registry.store import Store
+
+
+def store(request: web.Request) -> Store:
+    return request.app[keys.STORE]
+
+
+def settings(request: web.Request) -> Settings:
+    return request.app[keys.SETTINGS]
+
+
+def repo_name(request: web.Request) -> str:
+    """The validated repository name of the URL (NAME_INVALID otherwise)."""
+    return check_name(request.match_info["name"])
+
+
+def digest_param(request: web.Request, name: str = "digest") -> Digest:
+    """A validated digest from the URL path."""
+    return parse_digest(request.match_info[name])
+
+
+def query_digest(request: web.Request, name: str = "digest") -> Digest | None:
+    """A validated digest from the query string, or None when absent."""
+    value = request.query.get(name)
+    return None if value is None else parse_digest(value)
+
+
+def body(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body as a stream of chunks (never read whole into memory)."""
+    return request.content.iter_any()
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The whole body, refused with 413 when larger than ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise RegistryError(ErrorCode.PAYLOAD_TOO_LARGE, f"body larger than {limit} bytes")
+    data = await request.content.read(limit + 1)
+    if len(data) > limit:
+        raise RegistryError(ErrorCode.PAYLOAD_TOO_LARGE, f"body larger than {limit} bytes")
+    return data
+
+
+def page(request: web.Request, items: list[str]) -> tuple[list[str], str | None]:
+    """Apply ``n``/``last`` pagination; returns the page and the ``Link`` header for the next one, if any."""
+    last = request.query.get("last")
+    if last is not None:
+        items = [item for item in items if item > last]
+    raw_n = request.query.get("n")
+    if raw_n is None:
+        return items, None
+    if not raw_n.isdigit():
+        raise RegistryError(
+            ErrorCode.PAGINATION_NUMBER_INVALID, f"n must be a non-negative integer, got {raw_n[:20]!r}"
+        )
+    n = min(int(raw_n), settings(request).page_size_max)
+    chunk = items[:n]
+    if n == 0 or len(items) <= n:
+        return chunk, None
+    query = urlencode({"n": n, "last": chunk[-1]})
+    return chunk, f'<{request.path}?{query}>; rel="next"'
+
+
+def json_response(data: Any, headers: dict[str, str] | None = None, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, headers=headers)

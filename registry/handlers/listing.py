@@ -1,0 +1,37 @@
+"""Listings: ``/v2/<name>/tags/list``, ``/v2/_catalog`` and ``/v2/<name>/referrers/<digest>``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registry.errors import ErrorCode, RegistryError
+from registry.handlers.common import digest_param, json_response, page, repo_name, store
+from registry.manifests import OCI_INDEX
+
+
+async def list_tags(request: web.Request) -> web.Response:
+    """Tags sorted lexically, paginated with ``n``/``last`` and a ``Link`` header."""
+    name = repo_name(request)
+    reg = store(request)
+    if not await reg.repos.exists(name):
+        raise RegistryError(ErrorCode.NAME_UNKNOWN, f"repository {name} not known to registry", {"name": name})
+    tags, link = page(request, await reg.manifests.tags(name))
+    return json_response({"name": name, "tags": tags}, {"Link": link} if link else None)
+
+
+async def catalog(request: web.Request) -> web.Response:
+    """Repository names sorted lexically, paginated like the tags list."""
+    names, link = page(request, await store(request).repos.catalog())
+    return json_response({"repositories": names}, {"Link": link} if link else None)
+
+
+async def referrers(request: web.Request) -> web.Response:
+    """An image index of the manifests whose subject is the digest (empty, not 404, when none)."""
+    name, digest = repo_name(request), digest_param(request)
+    artifact_type = request.query.get("artifactType")
+    found = await store(request).manifests.referrers(name, digest, artifact_type)
+    found.sort(key=lambda d: str(d["digest"]))
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": found}
+    response = json_response(index, {"OCI-Filters-Applied": "artifactType"} if artifact_type else None)
+    response.content_type = OCI_INDEX
+    return response

@@ -1,0 +1,55 @@
+"""``/v2/<name>/manifests/<reference>``: GET, HEAD, PUT and DELETE by tag or digest."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registry.errors import ErrorCode, RegistryError
+from registry.handlers.common import read_limited, repo_name, settings, store
+from registry.reference import is_tag, parse_reference
+
+
+async def get_manifest(request: web.Request) -> web.Response:
+    """The exact bytes pushed, with their media type and digest."""
+    name, reference = repo_name(request), parse_reference(request.match_info["reference"])
+    manifest = await store(request).manifests.get(name, reference)
+    etag = f'"{manifest.digest}"'
+    headers = {
+        "Content-Type": manifest.media_type,
+        "Docker-Content-Digest": str(manifest.digest),
+        "ETag": etag,
+    }
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    if request.method == "HEAD":
+        return web.Response(status=200, headers={**headers, "Content-Length": str(len(manifest.body))})
+    return web.Response(status=200, body=manifest.body, headers=headers)
+
+
+async def put_manifest(request: web.Request) -> web.Response:
+    """Validate and store a manifest; 201 with its digest (and ``OCI-Subject`` when it has a subject)."""
+    name, reference = repo_name(request), parse_reference(request.match_info["reference"])
+    extra_tags = request.query.getall("tag", [])
+    if bad := [t for t in extra_tags if not is_tag(t)]:
+        raise RegistryError(ErrorCode.TAG_INVALID, f"invalid tag {bad[0][:200]!r}")
+    data = await read_limited(request, settings(request).max_manifest_size)
+    result = await store(request).manifests.put(
+        name, reference, data, request.headers.get("Content-Type", ""), extra_tags
+    )
+    headers = {
+        "Location": f"/v2/{name}/manifests/{result.digest}",
+        "Docker-Content-Digest": str(result.digest),
+        "Content-Length": "0",
+    }
+    if result.subject is not None:
+        headers["OCI-Subject"] = str(result.subject)
+    return web.Response(status=201, headers=headers)
+
+
+async def delete_manifest(request: web.Request) -> web.Response:
+    """By tag: remove only the tag. By digest: remove the manifest and every tag pointing to it. 202."""
+    name, reference = repo_name(request), parse_reference(request.match_info["reference"])
+    if not settings(request).delete_enabled:
+        raise RegistryError(ErrorCode.UNSUPPORTED, "deletes are disabled on this registry")
+    await store(request).manifests.delete(name, reference)
+    return web.Response(status=202)

@@ -1,0 +1,11 @@
+"""Every typed key stored on the aiohttp application, in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registry.config import Settings
+from registry.store import Store
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)

@@ -1,0 +1,204 @@
+"""Blob upload sessions, kept in storage so any process can continue them (after a restart too).
+
+Publishing follows one fixed order: bytes go to ``_uploads/<id>/data``; on the final PUT they are
+fsynced, their digest is verified; the data file is moved atomically to its content-addressed key (or
+dropped if the registry already has that blob); the repository link is written; the session is removed.
+A reader therefore never sees a partial or unverified blob, and a digest mismatch keeps nothing.
+
+The running SHA-256 of a session is kept in this process while its chunks arrive here; when a session
+moved between processes (or the server restarted) the bytes are re-read once at the end to verify them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from registry.errors import ErrorCode, RegistryError
+from registry.reference import Digest
+from registry.store import links
+from registry.store.blobs import BlobStore
+from registry.store.paths import key
+from storage.driver import StorageDriver
+from storage.errors import PathNotFound
+
+BUFFER = 4 << 20
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_IDLE_FORGET = 3600.0
+
+
+@dataclass
+class _Session:
+    """In-process state of a session: its lock and, while valid, the running hash of bytes [0, offset)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    offset: int = 0
+    hasher: Any = None
+    touched: float = field(default_factory=time.monotonic)
+
+
+async def buffered(body: AsyncIterator[bytes], size: int = BUFFER) -> AsyncIterator[bytes]:
+    """Regroup a stream of small network chunks into pieces of about ``size`` bytes."""
+    pending: list[bytes] = []
+    pending_len = 0
+    async for chunk in body:
+        pending.append(chunk)
+        pending_len += len(chunk)
+        if pending_len >= size:
+            yield b"".join(pending)
+            pending, pending_len = [], 0
+    if pending_len:
+        yield b"".join(pending)
+
+
+def _unknown(upload_id: str) -> RegistryError:
+    return RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id[:64]!r} unknown", {"uuid": upload_id[:64]})
+
+
+def range_header(offset: int) -> str:
+    """The ``Range`` header of a session holding ``offset`` bytes (``0-0`` when empty, as Distribution)."""
+    return f"0-{max(offset - 1, 0)}"
+
+
+class UploadStore:
+    """Start, append to, finish and cancel upload sessions; mount blobs across repositories."""
+
+    def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
+        self.driver = driver
+        self.blobs = blobs
+        self._sessions: dict[str, _Session] = {}
+
+    def _session(self, upload_id: str) -> _Session:
+        now = time.monotonic()
+        if len(self._sessions) > 1000:
+            for stale in [
+                k for k, s in self._sessions.items() if now - s.touched > _IDLE_FORGET and not s.lock.locked()
+            ]:
+                del self._sessions[stale]
+        session = self._sessions.setdefault(upload_id, _Session())
+        session.touched = now
+        return session
+
+    async def start(self, name: str) -> str:
+        """Open a new session in repository ``name``; returns its id."""
+        upload_id = str(uuid.uuid4())
+        await self.driver.put_content(key("upload_started", name=name, upload=upload_id), f"{time.time():.6f}".encode())
+        session = self._session(upload_id)
+        session.hasher = Digest.of(b"").hasher()
+        return upload_id
+
+    async def offset(self, name: str, upload_id: str) -> int:
+        """Bytes received so far, or BLOB_UPLOAD_UNKNOWN."""
+        if not _UUID_RE.fullmatch(upload_id):
+            raise _unknown(upload_id)
+        if not await links.exists(self.driver, key("upload_started", name=name, upload=upload_id)):
+            raise _unknown(upload_id)
+        try:
+            return (await self.driver.stat(key("upload_data", name=name, upload=upload_id))).size
+        except PathNotFound:
+            return 0
+
+    async def append(self, name: str, upload_id: str, body: AsyncIterator[bytes], start: int | None = None) -> int:
+        """Append a chunk; ``start`` (from ``Content-Range``) must equal the current size, else 416."""
+        await self.offset(name, upload_id)
+        session = self._session(upload_id)
+        async with session.lock:
+            return await self._append_locked(name, upload_id, session, body, start)
+
+    async def _append_locked(
+        self,
+        name: str,
+        upload_id: str,
+        session: _Session,
+        body: AsyncIterator[bytes],
+        start: int | None,
+        commit: bool = False,
+    ) -> int:
+        current = await self.offset(name, upload_id)
+        if start is not None and start != current:
+            raise RegistryError(
+                ErrorCode.RANGE_INVALID,
+                f"chunk starts at {start}, but the upload holds {current} bytes",
+                headers={"Range": range_header(current), "Location": f"/v2/{name}/blobs/uploads/{upload_id}"},
+            )
+        if session.offset != current:
+            session.hasher = None  # bytes arrived elsewhere: verify by re-reading at the end
+        writer = await self.driver.writer(key("upload_data", name=name, upload=upload_id), append=True)
+        try:
+            async for piece in buffered(body):
+                if session.hasher is not None:
+                    await asyncio.gather(asyncio.to_thread(session.hasher.update, piece), writer.write(piece))
+                else:
+                    await writer.write(piece)
+        except BaseException:
+            session.hasher, session.offset = None, -1
+            await writer.close()
+            raise
+        session.offset = writer.size
+        await (writer.commit() if commit else writer.close())
+        return session.offset
+
+    async def finish(self, name: str, upload_id: str, digest: Digest, body: AsyncIterator[bytes] | None) -> int:
+        """Append the last chunk (if any), verify, publish and link the blob; returns its size.
+
+        A digest mismatch removes the session and answers DIGEST_INVALID; nothing is kept.
+        """
+        await self.offset(name, upload_id)
+        session = self._session(upload_id)
+        async with session.lock:
+            size = await self._append_locked(name, upload_id, session, body or _empty(), None, commit=True)
+            actual = await self._digest_of(name, upload_id, session, digest.algorithm)
+            if actual != digest.hex:
+                await self._drop(name, upload_id)
+                raise RegistryError(
+                    ErrorCode.DIGEST_INVALID,
+                    f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}",
+                    {"expected": str(digest), "actual": f"{digest.algorithm}:{actual}"},
+                )
+            await self._publish(name, upload_id, digest)
+            return size
+
+    async def _digest_of(self, name: str, upload_id: str, session: _Session, algorithm: str) -> str:
+        if session.hasher is not None and session.hasher.name == algorithm:
+            return str(session.hasher.hexdigest())
+        hasher = Digest(algorithm, "").hasher()
+        async for piece in self.driver.reader(key("upload_data", name=name, upload=upload_id)):
+            await asyncio.to_thread(hasher.update, piece)
+        return str(hasher.hexdigest())
+
+    async def _publish(self, name: str, upload_id: str, digest: Digest) -> None:
+        data = key("upload_data", name=name, upload=upload_id)
+        if await self.blobs.size(digest) is None:
+            await self.driver.move(data, key("blob_data", digest=digest))
+        await self.blobs.link(name, digest)
+        await self._drop(name, upload_id)
+
+    async def _drop(self, name: str, upload_id: str) -> None:
+        await links.delete_optional(self.driver, key("upload", name=name, upload=upload_id))
+        self._sessions.pop(upload_id, None)
+
+    async def cancel(self, name: str, upload_id: str) -> None:
+        """Abandon a session and its bytes."""
+        await self.offset(name, upload_id)
+        await self._drop(name, upload_id)
+
+    async def mount(self, name: str, digest: Digest, source: str | None) -> bool:
+        """Link an existing blob into ``name`` without an upload: from repository ``source`` when given,
+        else from anywhere in the registry (automatic mount). False when the blob is not available."""
+        if source is not None:
+            if not await self.blobs.is_linked(source, digest):
+                return False
+        elif await self.blobs.size(digest) is None:
+            return False
+        await self.blobs.link(name, digest)
+        return True
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    return
+    yield  # pragma: no cover - makes this an async generator

@@ -1,0 +1,189 @@
+"""The filesystem driver: keys map to files below a root directory.
+
+Blocking calls run in worker threads so the event loop never waits on the disk. Whole-file writes go to a
+temporary sibling (a name outside the key grammar, so listings never show it) and are renamed into place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+
+from storage.driver import FileInfo, Writer
+from storage.errors import InvalidOffset, PathNotFound, StorageError, StorageFull, StorageUnavailable
+
+T = TypeVar("T")
+READ_CHUNK = 1 << 20
+_TMP_MARK = "~tmp~"
+
+
+@contextmanager
+def os_errors(path: str, driver: str = "filesystem") -> Iterator[None]:
+    """Translate ``OSError`` into the storage error family."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        raise PathNotFound(path, driver) from exc
+    except NotADirectoryError as exc:
+        raise PathNotFound(path, driver, "a parent is not a directory") from exc
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull(path, driver, "no space left on device") from exc
+        if exc.errno in (errno.EIO, errno.EROFS):
+            raise StorageUnavailable(path, driver, exc.strerror or str(exc)) from exc
+        raise StorageError(path, driver, exc.strerror or str(exc)) from exc
+
+
+async def _run(path: str, func: Callable[..., T], *args: object) -> T:
+    with os_errors(path):
+        return await asyncio.to_thread(func, *args)
+
+
+def _write_atomic(target: Path, data: bytes, fsync: bool) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}{_TMP_MARK}{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _move(source: Path, dest: Path) -> None:
+    if not source.is_file():
+        raise FileNotFoundError(errno.ENOENT, "no such file", str(source))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, dest)
+
+
+def _delete(target: Path) -> None:
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    else:
+        target.unlink()
+
+
+def _list(target: Path) -> list[str]:
+    if not target.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "no such directory", str(target))
+    return sorted(e.name for e in os.scandir(target) if _TMP_MARK not in e.name)
+
+
+class FilesystemWriter:
+    """Appends to the file at the key; :meth:`commit` fsyncs it once."""
+
+    def __init__(self, key: str, fh: BinaryIO, size: int, target: Path) -> None:
+        self._key = key
+        self._fh = fh
+        self._size = size
+        self._target = target
+        self._closed = False
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def write(self, data: bytes) -> None:
+        await _run(self._key, self._fh.write, data)
+        self._size += len(data)
+
+    async def commit(self) -> None:
+        def flush_and_close() -> None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+
+        self._closed = True
+        await _run(self._key, flush_and_close)
+
+    async def cancel(self) -> None:
+        self._fh.close()
+        self._closed = True
+        self._target.unlink(missing_ok=True)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await _run(self._key, self._fh.close)
+
+
+class FilesystemDriver:
+    """Stores keys as files below ``root``; ``fsync_puts`` makes :meth:`put_content` durable too."""
+
+    name = "filesystem"
+
+    def __init__(self, root: Path, fsync_puts: bool = False) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._fsync_puts = fsync_puts
+
+    def _full(self, path: str) -> Path:
+        return self.root / path.lstrip("/") if path != "/" else self.root
+
+    async def get_content(self, path: str) -> bytes:
+        return await _run(path, self._full(path).read_bytes)
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        await _run(path, _write_atomic, self._full(path), data, self._fsync_puts)
+
+    async def reader(self, path: str, offset: int = 0) -> AsyncIterator[bytes]:
+        full = self._full(path)
+        fh: BinaryIO = await _run(path, full.open, "rb")
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            if offset > size:
+                raise InvalidOffset(path, self.name, f"offset {offset} beyond size {size}")
+            fh.seek(offset)
+            while chunk := await _run(path, fh.read, READ_CHUNK):
+                yield chunk
+        finally:
+            fh.close()
+
+    async def writer(self, path: str, append: bool = False) -> Writer:
+        full = self._full(path)
+
+        def open_file() -> BinaryIO:
+            full.parent.mkdir(parents=True, exist_ok=True)
+            return open(full, "ab" if append else "wb")
+
+        fh = await _run(path, open_file)
+        return FilesystemWriter(path, fh, fh.tell(), full)
+
+    async def stat(self, path: str) -> FileInfo:
+        st = await _run(path, os.stat, self._full(path))
+        is_dir = os.path.isdir(self._full(path))
+        return FileInfo(path=path, size=0 if is_dir else st.st_size, modified=st.st_mtime, is_dir=is_dir)
+
+    async def list(self, path: str) -> list[str]:
+        names = await _run(path, _list, self._full(path))
+        prefix = "" if path == "/" else path
+        return [f"{prefix}/{name}" for name in names]
+
+    async def move(self, source: str, dest: str) -> None:
+        await _run(source, _move, self._full(source), self._full(dest))
+
+    async def delete(self, path: str) -> None:
+        if path == "/":
+            raise StorageError(path, self.name, "refusing to delete the root")
+        await _run(path, _delete, self._full(path))
+
+    async def redirect_url(self, path: str, method: str = "GET") -> str | None:  # noqa: ARG002
+        return None
+
+    def local_path(self, path: str) -> Path | None:
+        return self._full(path)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,24 @@
+"""Shared fixtures. Real tools live in tests/support; API tests use the aiohttp test client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import LiveRegistry, live_registry
+
+
+@pytest.fixture
+def registry_process(tmp_path: Path) -> Iterator[LiveRegistry]:
+    """A live ``dockyard serve`` on a free loopback port, with private storage under ``tmp_path``."""
+    with live_registry(tmp_path) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="session")
+def shared_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveRegistry]:
+    """One live registry for the whole session (per xdist worker), for read-mostly interop tests."""
+    with live_registry(tmp_path_factory.mktemp("shared-registry")) as reg:
+        yield reg

@@ -1,0 +1,181 @@
+"""Upload sessions: monolithic, chunked, streamed, ordering, status, cancel, mounts, restarts."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from registry.app import create_app
+from registry.config import Settings
+from tests.registry.conftest import Client, ClientFactory
+from tests.support.oci import digest, error_code, push_blob
+
+DATA = b"0123456789" * 1000
+
+
+async def open_session(client: Client, name: str = "lib/app") -> str:
+    resp = await client.post(f"/v2/{name}/blobs/uploads/")
+    assert resp.status == 202
+    assert resp.headers["Range"] == "0-0"
+    assert resp.headers["Docker-Upload-UUID"] in resp.headers["Location"]
+    return resp.headers["Location"]
+
+
+async def test_chunked_upload_in_order(client: Client) -> None:
+    location = await open_session(client)
+    for start in range(0, len(DATA), 3000):
+        chunk = DATA[start : start + 3000]
+        headers = {"Content-Range": f"{start}-{start + len(chunk) - 1}", "Content-Type": "application/octet-stream"}
+        resp = await client.patch(location, data=chunk, headers=headers)
+        assert resp.status == 202, await resp.text()
+        assert resp.headers["Range"] == f"0-{start + len(chunk) - 1}"
+        location = resp.headers["Location"]
+    status = await client.get(location)
+    assert status.status == 204
+    assert status.headers["Range"] == f"0-{len(DATA) - 1}"
+    resp = await client.put(f"{location}?digest={digest(DATA)}")
+    assert resp.status == 201
+    assert resp.headers["Location"] == f"/v2/lib/app/blobs/{digest(DATA)}"
+    assert await (await client.get(f"/v2/lib/app/blobs/{digest(DATA)}")).read() == DATA
+    assert (await client.get(location)).status == 404
+
+
+async def test_streamed_patch_without_content_range_and_last_chunk_in_put(client: Client) -> None:
+    location = await open_session(client)
+    resp = await client.patch(location, data=DATA[:5000])
+    assert resp.status == 202
+    resp = await client.put(f"{resp.headers['Location']}?digest={digest(DATA)}", data=DATA[5000:])
+    assert resp.status == 201
+    assert await (await client.get(f"/v2/lib/app/blobs/{digest(DATA)}")).read() == DATA
+
+
+async def test_out_of_order_and_overlapping_chunks_are_416(client: Client) -> None:
+    location = await open_session(client)
+    resp = await client.patch(location, data=DATA[:100], headers={"Content-Range": "0-99"})
+    assert resp.status == 202
+    for rng, chunk in (("200-299", DATA[200:300]), ("50-149", DATA[50:150]), ("0-99", DATA[:100])):
+        bad = await client.patch(location, data=chunk, headers={"Content-Range": rng})
+        assert bad.status == 416, rng
+        assert bad.headers["Range"] == "0-99"
+    mismatch = await client.patch(location, data=DATA[100:150], headers={"Content-Range": "100-199"})
+    assert mismatch.status == 416
+    status = await client.get(location)
+    assert status.headers["Range"] == "0-99"
+
+
+async def test_digest_mismatch_keeps_nothing(client: Client) -> None:
+    wrong = digest(b"something else")
+    resp = await client.post(f"/v2/lib/app/blobs/uploads/?digest={wrong}", data=DATA)
+    assert resp.status == 400
+    assert await error_code(resp) == "DIGEST_INVALID"
+    assert (await client.head(f"/v2/lib/app/blobs/{wrong}")).status == 404
+    assert (await client.head(f"/v2/lib/app/blobs/{digest(DATA)}")).status == 404
+    location = await open_session(client)
+    await client.patch(location, data=DATA)
+    resp = await client.put(f"{location}?digest={wrong}")
+    assert resp.status == 400
+    assert (await client.get(location)).status == 404
+
+
+async def test_put_without_digest_and_with_bad_digest(client: Client) -> None:
+    location = await open_session(client)
+    resp = await client.put(location, data=DATA)
+    assert resp.status == 400
+    assert await error_code(resp) == "DIGEST_INVALID"
+    resp = await client.put(f"{location}?digest=sha256:short", data=DATA)
+    assert resp.status == 400
+
+
+async def test_unknown_upload_ids(client: Client) -> None:
+    for upload in ("00000000-0000-0000-0000-000000000000", "not-a-uuid", "..", "%2e%2e"):
+        for method in ("GET", "PATCH", "PUT", "DELETE"):
+            resp = await client.request(method, f"/v2/lib/app/blobs/uploads/{upload}?digest={digest(DATA)}", data=b"x")
+            assert resp.status in (404, 400), (method, upload)
+            if resp.status == 404:
+                assert await error_code(resp) in ("BLOB_UPLOAD_UNKNOWN", "NOT_FOUND")
+
+
+async def test_session_of_another_repository_is_unknown(client: Client) -> None:
+    location = await open_session(client, "lib/app")
+    upload = location.rsplit("/", 1)[1]
+    resp = await client.get(f"/v2/lib/other/blobs/uploads/{upload}")
+    assert resp.status == 404
+    assert await error_code(resp) == "BLOB_UPLOAD_UNKNOWN"
+
+
+async def test_cancel(client: Client) -> None:
+    location = await open_session(client)
+    await client.patch(location, data=DATA)
+    assert (await client.delete(location)).status == 204
+    assert (await client.get(location)).status == 404
+    assert (await client.delete(location)).status == 404
+
+
+async def test_mount_from_repository(client: Client) -> None:
+    d = await push_blob(client, "lib/source", DATA)
+    resp = await client.post(f"/v2/lib/target/blobs/uploads/?mount={d}&from=lib/source")
+    assert resp.status == 201
+    assert resp.headers["Location"] == f"/v2/lib/target/blobs/{d}"
+    assert resp.headers["Docker-Content-Digest"] == d
+    assert await (await client.get(f"/v2/lib/target/blobs/{d}")).read() == DATA
+
+
+async def test_mount_falls_back_to_session_when_source_lacks_blob(client: Client) -> None:
+    await push_blob(client, "lib/source", DATA)
+    missing = digest(b"missing")
+    resp = await client.post(f"/v2/lib/target/blobs/uploads/?mount={missing}&from=lib/source")
+    assert resp.status == 202
+    assert "/v2/lib/target/blobs/uploads/" in resp.headers["Location"]
+
+
+async def test_automatic_mount_without_from(client: Client) -> None:
+    d = await push_blob(client, "lib/source", DATA)
+    resp = await client.post(f"/v2/lib/target/blobs/uploads/?mount={d}")
+    assert resp.status == 201
+    assert (await client.head(f"/v2/lib/target/blobs/{d}")).status == 200
+
+
+async def test_same_blob_in_many_repositories_is_stored_once(
+    aiohttp_client: ClientFactory, fs_settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(fs_settings))
+    for i in range(5):
+        await push_blob(client, f"team/repo{i}", DATA)
+    root: Path = fs_settings.storage.root  # type: ignore[union-attr]
+    stored = [p for p in root.rglob("data") if p.is_file() and "blobs" in p.parts]
+    assert len(stored) == 1
+    assert stored[0].read_bytes() == DATA
+
+
+async def test_session_survives_restart(aiohttp_client: ClientFactory, fs_settings: Settings) -> None:
+    first = await aiohttp_client(create_app(fs_settings))
+    location = await open_session(first)
+    resp = await first.patch(location, data=DATA[:4000], headers={"Content-Range": "0-3999"})
+    assert resp.status == 202
+    await first.close()
+    second = await aiohttp_client(create_app(fs_settings))
+    status = await second.get(location)
+    assert status.status == 204
+    assert status.headers["Range"] == "0-3999"
+    resp = await second.patch(location, data=DATA[4000:], headers={"Content-Range": f"4000-{len(DATA) - 1}"})
+    assert resp.status == 202
+    resp = await second.put(f"{location}?digest={digest(DATA)}")
+    assert resp.status == 201
+    assert await (await second.get(f"/v2/lib/app/blobs/{digest(DATA)}")).read() == DATA
+
+
+async def test_large_streamed_upload(client: Client) -> None:
+    block = hashlib.sha256(b"seed").digest() * 32768  # 1 MiB
+    body = block * 9
+
+    async def gen() -> Any:
+        for i in range(0, len(body), 65536):
+            yield body[i : i + 65536]
+
+    location = await open_session(client)
+    resp = await client.patch(location, data=gen())
+    assert resp.status == 202
+    assert resp.headers["Range"] == f"0-{len(body) - 1}"
+    resp = await client.put(f"{location}?digest={digest(body)}")
+    assert resp.status == 201

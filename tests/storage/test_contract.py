@@ -1,0 +1,143 @@
+"""The storage driver contract, run against every driver."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from storage.driver import StorageDriver, walk
+from storage.errors import InvalidOffset, InvalidPath, PathNotFound
+
+
+async def read_all(driver: StorageDriver, path: str, offset: int = 0) -> bytes:
+    return b"".join([chunk async for chunk in driver.reader(path, offset)])
+
+
+async def test_put_get_roundtrip_and_overwrite(driver: StorageDriver) -> None:
+    await driver.put_content("/a/b/c", b"one")
+    assert await driver.get_content("/a/b/c") == b"one"
+    await driver.put_content("/a/b/c", b"two!")
+    assert await driver.get_content("/a/b/c") == b"two!"
+    info = await driver.stat("/a/b/c")
+    assert (info.size, info.is_dir, info.path) == (4, False, "/a/b/c")
+    assert (await driver.stat("/a/b")).is_dir
+
+
+async def test_empty_file(driver: StorageDriver) -> None:
+    await driver.put_content("/empty", b"")
+    assert await driver.get_content("/empty") == b""
+    assert (await driver.stat("/empty")).size == 0
+    assert await read_all(driver, "/empty") == b""
+
+
+async def test_missing_paths(driver: StorageDriver) -> None:
+    with pytest.raises(PathNotFound):
+        await driver.get_content("/nope")
+    with pytest.raises(PathNotFound):
+        await driver.stat("/nope")
+    with pytest.raises(PathNotFound):
+        await driver.list("/nope")
+    with pytest.raises(PathNotFound):
+        await driver.delete("/nope")
+    with pytest.raises(PathNotFound):
+        await driver.move("/nope", "/other")
+    with pytest.raises(PathNotFound):
+        await read_all(driver, "/nope")
+
+
+@pytest.mark.parametrize("bad", ["relative", "/a/../b", "/a/./b", "/a//b", "/a/", "/a b", "/a/%2e%2e", "", "/ü"])
+async def test_invalid_keys_are_refused(driver: StorageDriver, bad: str) -> None:
+    with pytest.raises(InvalidPath):
+        await driver.put_content(bad, b"x")
+    with pytest.raises(InvalidPath):
+        await driver.get_content(bad)
+
+
+async def test_reader_offsets(driver: StorageDriver) -> None:
+    data = os.urandom(3 << 20)
+    await driver.put_content("/big", data)
+    assert await read_all(driver, "/big") == data
+    assert await read_all(driver, "/big", 12345) == data[12345:]
+    assert await read_all(driver, "/big", len(data)) == b""
+    with pytest.raises(InvalidOffset):
+        await read_all(driver, "/big", len(data) + 1)
+
+
+async def test_writer_commit_append_cancel(driver: StorageDriver) -> None:
+    writer = await driver.writer("/up/data")
+    await writer.write(b"hello ")
+    await writer.close()
+    again = await driver.writer("/up/data", append=True)
+    assert again.size == 6
+    await again.write(b"world")
+    assert again.size == 11
+    await again.commit()
+    assert await driver.get_content("/up/data") == b"hello world"
+    fresh = await driver.writer("/up/data")
+    assert fresh.size == 0
+    await fresh.write(b"x")
+    await fresh.cancel()
+    with pytest.raises(PathNotFound):
+        await driver.get_content("/up/data")
+
+
+async def test_large_multipart_write(driver: StorageDriver) -> None:
+    parts = [os.urandom(1 << 20) for _ in range(12)]
+    writer = await driver.writer("/large")
+    for part in parts:
+        await writer.write(part)
+    await writer.commit()
+    assert await read_all(driver, "/large") == b"".join(parts)
+
+
+async def test_list_direct_children_sorted(driver: StorageDriver) -> None:
+    for key in ("/d/b", "/d/a/x", "/d/a/y", "/d/c/z/deep", "/other"):
+        await driver.put_content(key, b"1")
+    assert await driver.list("/d") == ["/d/a", "/d/b", "/d/c"]
+    assert await driver.list("/") == ["/d", "/other"]
+    files = sorted([info.path async for info in walk(driver, "/d")])
+    assert files == ["/d/a/x", "/d/a/y", "/d/b", "/d/c/z/deep"]
+
+
+async def test_list_many_keys(driver: StorageDriver) -> None:
+    await asyncio.gather(*(driver.put_content(f"/many/k{i:05d}", b"v") for i in range(1500)))
+    listed = await driver.list("/many")
+    assert len(listed) == 1500
+    assert listed == sorted(listed)
+
+
+async def test_move_replaces(driver: StorageDriver) -> None:
+    await driver.put_content("/src", b"new")
+    await driver.put_content("/dst/x", b"old")
+    await driver.move("/src", "/dst/x")
+    assert await driver.get_content("/dst/x") == b"new"
+    with pytest.raises(PathNotFound):
+        await driver.stat("/src")
+    await driver.put_content("/src2", b"deep")
+    await driver.move("/src2", "/new/parent/dirs/file")
+    assert await driver.get_content("/new/parent/dirs/file") == b"deep"
+
+
+async def test_delete_is_recursive(driver: StorageDriver) -> None:
+    for key in ("/t/a", "/t/b/c", "/t/b/d/e", "/keep"):
+        await driver.put_content(key, b"1")
+    await driver.delete("/t")
+    with pytest.raises(PathNotFound):
+        await driver.stat("/t/b/c")
+    assert await driver.get_content("/keep") == b"1"
+
+
+async def test_concurrent_writers_of_same_key(driver: StorageDriver) -> None:
+    values = [bytes([i]) * 100_000 for i in range(8)]
+    await asyncio.gather(*(driver.put_content("/race", v) for v in values))
+    assert await driver.get_content("/race") in values
+
+
+async def test_redirect_and_local_path(driver: StorageDriver) -> None:
+    await driver.put_content("/f", b"x")
+    assert await driver.redirect_url("/f") is None
+    local = driver.local_path("/f")
+    if local is not None:
+        assert local.read_bytes() == b"x"

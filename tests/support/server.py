@@ -1,0 +1,75 @@
+"""A live ``dockyard serve`` process on a free loopback port, stopped by pid."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveRegistry:
+    """A running registry: ``host`` is ``127.0.0.1:PORT``, ``url`` its base URL."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    data: Path
+    log: Path
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+
+def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+@contextmanager
+def live_registry(workdir: Path, *extra_args: str, env: dict[str, str] | None = None) -> Iterator[LiveRegistry]:
+    """Start ``dockyard serve`` with its data under ``workdir``; stop it (by pid) on exit."""
+    port = free_port()
+    data = workdir / "registry-data"
+    log = workdir / "registry.log"
+    cmd = [sys.executable, "-m", "dockyard", "serve", "--listen", f"127.0.0.1:{port}", "--data", str(data), *extra_args]
+    with open(log, "ab") as log_fh:
+        process = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v2/", process=process)
+        yield LiveRegistry(process, port, data, log)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
