@@ -8,7 +8,7 @@ from aiohttp import web
 
 from registry import keys
 from registry.accesslog import stamp_response
-from registry.config import FilesystemStorage, MemoryStorage, Settings
+from registry.config import FilesystemStorage, MemoryStorage, S3Storage, Settings
 from registry.errors import error_middleware
 from registry.routes import add_routes
 from registry.store import Store
@@ -18,7 +18,7 @@ from storage.filesystem import FilesystemDriver
 from storage.memory import MemoryDriver
 
 
-def open_driver(config: FilesystemStorage | MemoryStorage) -> StorageDriver:
+def open_driver(config: FilesystemStorage | MemoryStorage | S3Storage) -> StorageDriver:
     """Build the configured driver, wrapped in the key checker. An explicit name → class mapping."""
     inner: StorageDriver
     match config:
@@ -26,6 +26,10 @@ def open_driver(config: FilesystemStorage | MemoryStorage) -> StorageDriver:
             inner = FilesystemDriver(config.root, fsync_puts=config.fsync_metadata)
         case MemoryStorage():
             inner = MemoryDriver()
+        case S3Storage():
+            from storage.s3 import S3Driver, S3Settings  # boto3 loads only when S3 is configured
+
+            inner = S3Driver(S3Settings(**config.model_dump(exclude={"type"})))
     return Checked(inner)
 
 

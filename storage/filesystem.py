@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar, cast
 
 from storage.driver import FileInfo, Writer
 from storage.errors import InvalidOffset, PathNotFound, StorageError, StorageFull, StorageUnavailable
@@ -46,11 +46,32 @@ async def _run(path: str, func: Callable[..., T], *args: object) -> T:
         return await asyncio.to_thread(func, *args)
 
 
+def _open_new(path: Path, mode: str) -> BinaryIO:
+    """Open for writing, creating parent directories (again, if a concurrent prune removed them)."""
+    for attempt in range(5):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return cast(BinaryIO, open(path, mode))  # noqa: SIM115 - the caller closes it
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _prune(directory: Path, root: Path) -> None:
+    """Remove empty directories from ``directory`` up to (not including) ``root``."""
+    while directory != root and root in directory.parents:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+        directory = directory.parent
+
+
 def _write_atomic(target: Path, data: bytes, fsync: bool) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}{_TMP_MARK}{uuid.uuid4().hex}")
     try:
-        with open(tmp, "wb") as fh:
+        with _open_new(tmp, "wb") as fh:
             fh.write(data)
             if fsync:
                 fh.flush()
@@ -61,18 +82,26 @@ def _write_atomic(target: Path, data: bytes, fsync: bool) -> None:
         raise
 
 
-def _move(source: Path, dest: Path) -> None:
+def _move(source: Path, dest: Path, root: Path) -> None:
     if not source.is_file():
         raise FileNotFoundError(errno.ENOENT, "no such file", str(source))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(source, dest)
+    for attempt in range(5):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(source, dest)
+            break
+        except FileNotFoundError:
+            if attempt == 4 or not source.exists():
+                raise
+    _prune(source.parent, root)
 
 
-def _delete(target: Path) -> None:
+def _delete(target: Path, root: Path) -> None:
     if target.is_dir() and not target.is_symlink():
         shutil.rmtree(target)
     else:
         target.unlink()
+    _prune(target.parent, root)
 
 
 def _list(target: Path) -> list[str]:
@@ -84,8 +113,9 @@ def _list(target: Path) -> list[str]:
 class FilesystemWriter:
     """Appends to the file at the key; :meth:`commit` fsyncs it once."""
 
-    def __init__(self, key: str, fh: BinaryIO, size: int, target: Path) -> None:
+    def __init__(self, key: str, fh: BinaryIO, size: int, target: Path, root: Path) -> None:
         self._key = key
+        self._root = root
         self._fh = fh
         self._size = size
         self._target = target
@@ -112,6 +142,7 @@ class FilesystemWriter:
         self._fh.close()
         self._closed = True
         self._target.unlink(missing_ok=True)
+        _prune(self._target.parent, self._root)
 
     async def close(self) -> None:
         if not self._closed:
@@ -154,12 +185,8 @@ class FilesystemDriver:
     async def writer(self, path: str, append: bool = False) -> Writer:
         full = self._full(path)
 
-        def open_file() -> BinaryIO:
-            full.parent.mkdir(parents=True, exist_ok=True)
-            return open(full, "ab" if append else "wb")
-
-        fh = await _run(path, open_file)
-        return FilesystemWriter(path, fh, fh.tell(), full)
+        fh = await _run(path, _open_new, full, "ab" if append else "wb")
+        return FilesystemWriter(path, fh, fh.tell(), full, self.root)
 
     async def stat(self, path: str) -> FileInfo:
         st = await _run(path, os.stat, self._full(path))
@@ -172,12 +199,12 @@ class FilesystemDriver:
         return [f"{prefix}/{name}" for name in names]
 
     async def move(self, source: str, dest: str) -> None:
-        await _run(source, _move, self._full(source), self._full(dest))
+        await _run(source, _move, self._full(source), self._full(dest), self.root)
 
     async def delete(self, path: str) -> None:
         if path == "/":
             raise StorageError(path, self.name, "refusing to delete the root")
-        await _run(path, _delete, self._full(path))
+        await _run(path, _delete, self._full(path), self.root)
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:  # noqa: ARG002
         return None

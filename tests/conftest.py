@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.s3 import S3Server, s3_server
 from tests.support.server import LiveRegistry, live_registry
 
 
@@ -22,3 +23,10 @@ def shared_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveRe
     """One live registry for the whole session (per xdist worker), for read-mostly interop tests."""
     with live_registry(tmp_path_factory.mktemp("shared-registry")) as reg:
         yield reg
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server (moto in server mode, or DOCKYARD_TEST_S3_ENDPOINT) for the session."""
+    with s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server

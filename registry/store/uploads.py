@@ -27,7 +27,7 @@ from registry.store.paths import key
 from storage.driver import StorageDriver
 from storage.errors import PathNotFound
 
-BUFFER = 4 << 20
+BUFFER = 1 << 20
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _IDLE_FORGET = 3600.0
 

@@ -141,3 +141,29 @@ async def test_redirect_and_local_path(driver: StorageDriver) -> None:
     local = driver.local_path("/f")
     if local is not None:
         assert local.read_bytes() == b"x"
+
+
+async def test_multipart_writer_continues_across_close(driver: StorageDriver) -> None:
+    first, second = os.urandom(7 << 20), os.urandom(6 << 20)
+    writer = await driver.writer("/mp/data")
+    await writer.write(first)
+    await writer.close()
+    assert (await driver.stat("/mp/data")).size == len(first)
+    again = await driver.writer("/mp/data", append=True)
+    assert again.size == len(first)
+    await again.write(second)
+    await again.commit()
+    assert await read_all(driver, "/mp/data") == first + second
+    assert await driver.list("/mp") == ["/mp/data"]
+
+
+async def test_cancel_after_close_removes_everything(driver: StorageDriver) -> None:
+    writer = await driver.writer("/gone/data")
+    await writer.write(os.urandom(6 << 20))
+    await writer.close()
+    again = await driver.writer("/gone/data", append=True)
+    await again.cancel()
+    with pytest.raises(PathNotFound):
+        await driver.stat("/gone/data")
+    with pytest.raises(PathNotFound):
+        await driver.list("/gone")

@@ -1,0 +1,279 @@
+"""The S3 driver (boto3): keys become objects under ``prefix`` in one bucket.
+
+boto3 is synchronous, so every call runs in a worker thread, behind a semaphore that bounds how many
+run at once; the event loop never blocks on the network. Directories are implied by key prefixes, as
+in S3 itself. ``redirect_url`` presigns GET URLs so clients fetch blob bytes from the bucket directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config as BotoConfig
+from pydantic import BaseModel
+
+from storage.driver import FileInfo, Writer
+from storage.errors import InvalidOffset, PathNotFound, StorageError, StorageUnavailable
+from storage.s3_writer import STATE_SUFFIX, TAIL_SUFFIX, MultipartState, S3Writer
+
+READ_CHUNK = 1 << 20
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
+_UNAVAILABLE = {"500", "502", "503", "504", "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"}
+
+
+class S3Settings(BaseModel):
+    """What the driver needs (``registry.config.S3Storage`` carries the same fields)."""
+
+    bucket: str
+    prefix: str = ""
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    addressing_style: Literal["auto", "virtual", "path"] = "path"
+    multipart_chunk_size: int = 10 << 20
+    redirect: bool = False
+    redirect_ttl: int = 1200
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+    max_concurrency: int = 32
+
+
+class S3Driver:
+    """Stores each key as one object; see the module docstring."""
+
+    name = "s3"
+
+    def __init__(self, config: S3Settings) -> None:
+        self.config = config
+        self.bucket = config.bucket
+        self._prefix = config.prefix.strip("/")
+        session = boto3.session.Session(
+            aws_access_key_id=config.access_key_id,
+            aws_secret_access_key=config.secret_access_key,
+            region_name=config.region,
+        )
+        boto_config = BotoConfig(
+            s3={"addressing_style": config.addressing_style},
+            max_pool_connections=config.max_concurrency,
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+        )
+        self._client: Any = session.client("s3", endpoint_url=config.endpoint_url, config=boto_config)
+        self._limit = asyncio.Semaphore(config.max_concurrency)
+
+    def s3_key(self, path: str, suffix: str = "") -> str:
+        """The object key of ``path`` (``suffix`` names a side object of it)."""
+        body = path.lstrip("/")
+        return f"{self._prefix}/{body}{suffix}" if self._prefix else f"{body}{suffix}"
+
+    def sse_args(self) -> dict[str, str]:
+        if not self.config.sse:
+            return {}
+        args = {"ServerSideEncryption": self.config.sse}
+        if self.config.sse_kms_key_id:
+            args["SSEKMSKeyId"] = self.config.sse_kms_key_id
+        return args
+
+    async def call(self, path: str, operation: str, **kwargs: Any) -> Any:
+        """Run one boto3 call in a thread; translate its errors into the storage error family."""
+        async with self._limit:
+            try:
+                return await asyncio.to_thread(getattr(self._client, operation), **kwargs)
+            except botocore.exceptions.ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+                if code in _NOT_FOUND or status == "404":
+                    raise PathNotFound(path, self.name) from exc
+                if code in _UNAVAILABLE or status in _UNAVAILABLE:
+                    raise StorageUnavailable(path, self.name, code) from exc
+                raise StorageError(path, self.name, f"{operation}: {code}") from exc
+            except (botocore.exceptions.BotoCoreError, OSError) as exc:
+                raise StorageUnavailable(path, self.name, f"{operation}: {exc}") from exc
+
+    async def put_object(self, path: str, data: bytes, suffix: str = "") -> None:
+        await self.call(
+            path, "put_object", Bucket=self.bucket, Key=self.s3_key(path, suffix), Body=data, **self.sse_args()
+        )
+
+    async def get_content(self, path: str) -> bytes:
+        response = await self.call(path, "get_object", Bucket=self.bucket, Key=self.s3_key(path))
+        return bytes(await asyncio.to_thread(response["Body"].read))
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        await self.put_object(path, data)
+
+    async def reader(self, path: str, offset: int = 0) -> AsyncIterator[bytes]:
+        size = (await self.stat(path)).size
+        if offset > size:
+            raise InvalidOffset(path, self.name, f"offset {offset} beyond size {size}")
+        if offset == size:
+            return
+        response = await self.call(
+            path, "get_object", Bucket=self.bucket, Key=self.s3_key(path), Range=f"bytes={offset}-"
+        )
+        stream = response["Body"]
+        try:
+            while chunk := await asyncio.to_thread(stream.read, READ_CHUNK):
+                yield chunk
+        finally:
+            stream.close()
+
+    async def writer(self, path: str, append: bool = False) -> Writer:
+        if not append:
+            await self.delete_side_objects(path)
+            return S3Writer(self, path, MultipartState(), b"")
+        try:
+            state = MultipartState.from_json(await self._get_side(path, STATE_SUFFIX))
+            tail = await self._get_side(path, TAIL_SUFFIX)
+        except PathNotFound:
+            existing = b""
+            with contextlib.suppress(PathNotFound):
+                existing = await self.get_content(path)
+            return S3Writer(self, path, MultipartState(), existing)
+        return S3Writer(self, path, state, tail)
+
+    async def _get_side(self, path: str, suffix: str) -> bytes:
+        response = await self.call(path, "get_object", Bucket=self.bucket, Key=self.s3_key(path, suffix))
+        return bytes(await asyncio.to_thread(response["Body"].read))
+
+    async def delete_side_objects(self, path: str) -> None:
+        """Drop the multipart state and tail of ``path`` (after commit, or before a fresh writer)."""
+        try:
+            state = MultipartState.from_json(await self._get_side(path, STATE_SUFFIX))
+        except PathNotFound:
+            state = None
+        if state is not None:
+            await self.abort(path, state)
+        await self.delete_keys([self.s3_key(path, STATE_SUFFIX), self.s3_key(path, TAIL_SUFFIX)])
+
+    async def abort(self, path: str, state: MultipartState) -> None:
+        if state.upload_id is None:
+            return
+        with contextlib.suppress(PathNotFound):
+            await self.call(
+                path, "abort_multipart_upload", Bucket=self.bucket, Key=self.s3_key(path), UploadId=state.upload_id
+            )
+
+    async def stat(self, path: str) -> FileInfo:
+        if path != "/":
+            try:
+                head = await self.call(path, "head_object", Bucket=self.bucket, Key=self.s3_key(path))
+                modified = head["LastModified"].timestamp()
+                return FileInfo(path=path, size=int(head["ContentLength"]), modified=modified, is_dir=False)
+            except PathNotFound:
+                pass
+        size = await self._state_size(path)
+        if size is not None:
+            return FileInfo(path=path, size=size, modified=0.0, is_dir=False)
+        listing = await self.call(path, "list_objects_v2", Bucket=self.bucket, Prefix=self._dir_prefix(path), MaxKeys=1)
+        if not listing.get("Contents"):
+            raise PathNotFound(path, self.name)
+        return FileInfo(path=path, size=0, modified=listing["Contents"][0]["LastModified"].timestamp(), is_dir=True)
+
+    async def _state_size(self, path: str) -> int | None:
+        """Size of an unfinished (closed, uncommitted) writer's content, or None."""
+        try:
+            state = MultipartState.from_json(await self._get_side(path, STATE_SUFFIX))
+            tail = await self.call(path, "head_object", Bucket=self.bucket, Key=self.s3_key(path, TAIL_SUFFIX))
+        except PathNotFound:
+            return None
+        return state.parts_size + int(tail["ContentLength"])
+
+    def _dir_prefix(self, path: str) -> str:
+        return self.s3_key(path).rstrip("/") + "/" if path != "/" else (f"{self._prefix}/" if self._prefix else "")
+
+    async def list(self, path: str) -> list[str]:
+        prefix = self._dir_prefix(path)
+        names: set[str] = set()
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "Delimiter": "/"}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = await self.call(path, "list_objects_v2", **kwargs)
+            names.update(p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", []))
+            names.update(o["Key"][len(prefix) :].split(STATE_SUFFIX)[0] for o in page.get("Contents", []))
+            if not page.get("IsTruncated"):
+                break
+            token = page["NextContinuationToken"]
+        names = {n for n in names if n and "~" not in n}
+        if not names:
+            raise PathNotFound(path, self.name)
+        base = "" if path == "/" else path
+        return sorted(f"{base}/{name}" for name in names)
+
+    async def move(self, source: str, dest: str) -> None:
+        await self.stat(source)
+        async with self._limit:
+            try:
+                await asyncio.to_thread(
+                    self._client.copy,
+                    {"Bucket": self.bucket, "Key": self.s3_key(source)},
+                    self.bucket,
+                    self.s3_key(dest),
+                    ExtraArgs=self.sse_args() or None,
+                )
+            except botocore.exceptions.ClientError as exc:
+                raise StorageError(source, self.name, f"copy: {exc}") from exc
+            except (botocore.exceptions.BotoCoreError, OSError) as exc:
+                raise StorageUnavailable(source, self.name, f"copy: {exc}") from exc
+        await self.delete_keys([self.s3_key(source)])
+
+    async def delete(self, path: str) -> None:
+        if path == "/":
+            raise StorageError(path, self.name, "refusing to delete the root")
+        keys: list[str] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._dir_prefix(path)}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = await self.call(path, "list_objects_v2", **kwargs)
+            keys += [o["Key"] for o in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                break
+            token = page["NextContinuationToken"]
+        own = [self.s3_key(path, s) for s in ("", STATE_SUFFIX, TAIL_SUFFIX)]
+        existing = [k for k in own if await self._exists(path, k)]
+        if not keys and not existing:
+            raise PathNotFound(path, self.name)
+        if self.s3_key(path, STATE_SUFFIX) in existing:
+            await self.delete_side_objects(path)
+        await self.delete_keys([*keys, *existing])
+
+    async def _exists(self, path: str, s3_key: str) -> bool:
+        try:
+            await self.call(path, "head_object", Bucket=self.bucket, Key=s3_key)
+        except PathNotFound:
+            return False
+        return True
+
+    async def delete_keys(self, keys: Sequence[str]) -> None:
+        """Delete objects by raw key, 1,000 per request; missing keys are fine."""
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            await self.call("/", "delete_objects", Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+
+    async def redirect_url(self, path: str, method: str = "GET") -> str | None:
+        if not self.config.redirect or method not in ("GET", "HEAD"):
+            return None
+        operation = "get_object" if method == "GET" else "head_object"
+        params = {"Bucket": self.bucket, "Key": self.s3_key(path)}
+        url = await asyncio.to_thread(
+            self._client.generate_presigned_url, operation, Params=params, ExpiresIn=self.config.redirect_ttl
+        )
+        return str(url)
+
+    def local_path(self, path: str) -> Path | None:  # noqa: ARG002
+        return None
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._client.close)
