@@ -51,7 +51,7 @@ def _open_new(path: Path, mode: str) -> BinaryIO:
     for attempt in range(5):
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            return cast(BinaryIO, open(path, mode))  # noqa: SIM115 - the caller closes it
+            return cast(BinaryIO, open(path, mode))
         except FileNotFoundError:
             if attempt == 4:
                 raise
