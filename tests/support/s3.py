@@ -72,7 +72,9 @@ def s3_server(workdir: Path) -> Iterator[S3Server]:
         return
     port = free_port()
     log = open(workdir / "moto.log", "wb")  # noqa: SIM115 - closed in finally
-    process = subprocess.Popen([*moto_command(), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [*moto_command(), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/", process=process)
         yield S3Server(f"http://127.0.0.1:{port}", "testing", "testing")

@@ -1,0 +1,114 @@
+"""Scrub: re-hash every stored blob, and check that every manifest's references are present.
+
+``repair=True`` moves a corrupt blob aside to ``/v1/quarantine/<alg>/<hex>/data`` so it is no longer
+served: a pull then fails with BLOB_UNKNOWN instead of handing out bytes that do not match their digest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from registry.manifests import INDEX_TYPES
+from registry.reference import ALGORITHMS, Digest
+from registry.store import links
+from registry.store.paths import REPOSITORIES, ROOT, key
+from storage.driver import StorageDriver
+from storage.errors import PathNotFound
+
+QUARANTINE = f"{ROOT}/quarantine"
+
+
+@dataclass
+class ScrubReport:
+    """What a scrub found (and, with repair, moved aside)."""
+
+    blobs_checked: int = 0
+    bytes_checked: int = 0
+    manifests_checked: int = 0
+    corrupt: list[str] = field(default_factory=list)
+    missing: list[tuple[str, str, str]] = field(default_factory=list)  # (repository, manifest, missing digest)
+    quarantined: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.corrupt and not self.missing
+
+
+async def stored_blobs(driver: StorageDriver) -> AsyncIterator[Digest]:
+    """Every blob in the content-addressed area (layout: blobs/<alg>/<xx>/<hex>/data)."""
+    for algorithm in ALGORITHMS:
+        for shard in await links.children(driver, f"{ROOT}/blobs/{algorithm}"):
+            for hexpart in await links.children(driver, f"{ROOT}/blobs/{algorithm}/{shard}"):
+                yield Digest(algorithm, hexpart)
+
+
+async def repositories(driver: StorageDriver, folder: str = REPOSITORIES, prefix: str = "") -> AsyncIterator[str]:
+    """Every repository name: a folder holding any ``_``-record folder."""
+    entries = await links.children(driver, folder)
+    if any(e.startswith("_") for e in entries):
+        yield prefix.rstrip("/")
+    for entry in entries:
+        if not entry.startswith("_"):
+            async for name in repositories(driver, f"{folder}/{entry}", f"{prefix}{entry}/"):
+                yield name
+
+
+async def rehash(driver: StorageDriver, digest: Digest) -> tuple[str, int]:
+    """The actual hex digest and size of a stored blob."""
+    hasher = digest.hasher()
+    size = 0
+    async for chunk in driver.reader(key("blob_data", digest=digest)):
+        await asyncio.to_thread(hasher.update, chunk)
+        size += len(chunk)
+    return str(hasher.hexdigest()), size
+
+
+def references(body: bytes, media_type: str) -> list[str]:
+    """Digests a stored manifest needs in its repository (blobs, or child manifests of an index)."""
+    doc = json.loads(body)
+    if media_type in INDEX_TYPES:
+        return [m["digest"] for m in doc.get("manifests", [])]
+    layers = [layer for layer in doc.get("layers", []) if not layer.get("urls")]
+    return [doc["config"]["digest"], *(layer["digest"] for layer in layers)]
+
+
+async def scrub(driver: StorageDriver, repair: bool = False) -> ScrubReport:
+    """Check every blob and every manifest; see the module docstring."""
+    report = ScrubReport()
+    async for digest in stored_blobs(driver):
+        try:
+            actual, size = await rehash(driver, digest)
+        except PathNotFound:
+            continue
+        report.blobs_checked += 1
+        report.bytes_checked += size
+        if actual != digest.hex:
+            report.corrupt.append(str(digest))
+            if repair:
+                target = f"{QUARANTINE}/{digest.algorithm}/{digest.hex}/data"
+                await driver.move(key("blob_data", digest=digest), target)
+                report.quarantined.append(str(digest))
+    async for name in repositories(driver):
+        await _check_repository(driver, name, report)
+    return report
+
+
+async def _check_repository(driver: StorageDriver, name: str, report: ScrubReport) -> None:
+    for algorithm in ALGORITHMS:
+        for hexpart in await links.children(driver, f"{key('revisions', name=name)}/{algorithm}"):
+            manifest = Digest(algorithm, hexpart)
+            record = await links.read_optional(driver, key("revision_link", name=name, digest=manifest))
+            body = await links.read_optional(driver, key("blob_data", digest=manifest))
+            if record is None:
+                continue
+            report.manifests_checked += 1
+            if body is None:
+                report.missing.append((name, str(manifest), str(manifest)))
+                continue
+            for ref in references(body, json.loads(record)["mediaType"]):
+                algorithm_ref, _, hex_ref = ref.partition(":")
+                if not await links.exists(driver, key("blob_data", digest=Digest(algorithm_ref, hex_ref))):
+                    report.missing.append((name, str(manifest), ref))
