@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from registry.errors import ErrorCode, RegistryError
@@ -32,6 +34,7 @@ async def referrers(request: web.Request) -> web.Response:
     found = await store(request).manifests.referrers(name, digest, artifact_type)
     found.sort(key=lambda d: str(d["digest"]))
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": found}
-    response = json_response(index, {"OCI-Filters-Applied": "artifactType"} if artifact_type else None)
-    response.content_type = OCI_INDEX
-    return response
+    headers = {"Content-Type": OCI_INDEX}
+    if artifact_type:
+        headers["OCI-Filters-Applied"] = "artifactType"
+    return web.Response(body=json.dumps(index).encode(), headers=headers)

@@ -6,12 +6,23 @@ from aiohttp import web
 
 from registry.errors import ErrorCode, RegistryError
 from registry.handlers.common import read_limited, repo_name, settings, store
-from registry.reference import is_tag, parse_reference
+from registry.reference import Digest, is_tag, parse_reference
+
+
+def lookup_reference(request: web.Request) -> Digest | str:
+    """The reference of a GET/HEAD/DELETE: a tag that cannot exist is simply unknown (404), as the
+    conformance suite expects; a malformed digest is still DIGEST_INVALID (400)."""
+    try:
+        return parse_reference(request.match_info["reference"])
+    except RegistryError as exc:
+        if exc.code is ErrorCode.TAG_INVALID:
+            raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, exc.message) from None
+        raise
 
 
 async def get_manifest(request: web.Request) -> web.Response:
     """The exact bytes pushed, with their media type and digest."""
-    name, reference = repo_name(request), parse_reference(request.match_info["reference"])
+    name, reference = repo_name(request), lookup_reference(request)
     manifest = await store(request).manifests.get(name, reference)
     etag = f'"{manifest.digest}"'
     headers = {
@@ -48,7 +59,7 @@ async def put_manifest(request: web.Request) -> web.Response:
 
 async def delete_manifest(request: web.Request) -> web.Response:
     """By tag: remove only the tag. By digest: remove the manifest and every tag pointing to it. 202."""
-    name, reference = repo_name(request), parse_reference(request.match_info["reference"])
+    name, reference = repo_name(request), lookup_reference(request)
     if not settings(request).delete_enabled:
         raise RegistryError(ErrorCode.UNSUPPORTED, "deletes are disabled on this registry")
     await store(request).manifests.delete(name, reference)
