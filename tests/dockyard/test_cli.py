@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
@@ -46,9 +48,13 @@ def test_serve_health_and_structured_log(registry_process: LiveRegistry) -> None
     assert requests.get(f"{registry_process.url}/healthz", timeout=5).json() == {"status": "ok"}
     resp = requests.get(f"{registry_process.url}/v2/", headers={"X-Request-Id": "abc-123"}, timeout=5)
     assert resp.headers["X-Request-Id"] == "abc-123"
-    log = registry_process.log.read_text()
-    assert '"request_id": "abc-123"' in log
-    assert '"path": "/v2/"' in log
+    deadline = time.monotonic() + 10  # the access log line is written just after the response is sent
+    while '"request_id": "abc-123"' not in registry_process.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    line = next(x for x in registry_process.log.read_text().splitlines() if '"request_id": "abc-123"' in x)
+    record = json.loads(line)
+    assert (record["method"], record["path"], record["status"]) == ("GET", "/v2/", 200)
+    assert record["duration_ms"] >= 0
 
 
 def test_non_loopback_warning(tmp_path: Path) -> None:
