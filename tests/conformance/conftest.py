@@ -16,11 +16,12 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from registry.app import create_app
-from registry.config import FilesystemStorage, MemoryStorage, Settings
+from registry.config import FilesystemStorage, MemoryStorage, S3Storage, Settings
 from tests.conformance.harness import AUTOMATIC_CROSSMOUNT, OciClient, Runner, Workflow
 from tests.conformance.testdata import suite_data
+from tests.support.s3 import S3Server
 
-STORAGES = ("memory", "filesystem")
+STORAGES = ("memory", "filesystem", "s3")
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session", params=STORAGES)
@@ -28,9 +29,12 @@ async def oci_registry(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[OciClient]:
     """The registry under test (auto-mount as ``OCI_AUTOMATIC_CROSSMOUNT`` says), behind a reggie-like client."""
-    storage: MemoryStorage | FilesystemStorage
+    storage: MemoryStorage | FilesystemStorage | S3Storage
     if request.param == "memory":
         storage = MemoryStorage()
+    elif request.param == "s3":
+        server: S3Server = request.getfixturevalue("s3")
+        storage = S3Storage(**server.driver_settings(server.new_bucket(), prefix="conformance"))
     else:
         storage = FilesystemStorage(root=tmp_path_factory.mktemp("conformance-registry"))
     app = create_app(Settings(storage=storage, auto_mount=AUTOMATIC_CROSSMOUNT))
