@@ -63,6 +63,7 @@ class BlobResponse(web.StreamResponse):
         self._offset = offset
         self._count = count
         self.content_length = count
+        self.body_bytes_sent = 0  # sendfile bypasses aiohttp's writer, so the access log reads this
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         writer = await super().prepare(request)
@@ -73,6 +74,7 @@ class BlobResponse(web.StreamResponse):
             await self._sendfile(request, writer, os.fspath(local))
         else:
             await self._stream(writer)
+        self.body_bytes_sent = self._count
         await super().write_eof()
         return writer
 

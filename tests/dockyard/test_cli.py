@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -71,3 +72,21 @@ def test_non_loopback_warning(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_access_log_counts_sendfile_bytes(registry_process: LiveRegistry) -> None:
+    data = b"q" * 300_000
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    url = registry_process.url
+    assert requests.post(f"{url}/v2/log/test/blobs/uploads/?digest={digest}", data=data, timeout=10).status_code == 201
+    assert len(requests.get(f"{url}/v2/log/test/blobs/{digest}", timeout=10).content) == len(data)
+    deadline = time.monotonic() + 10
+    records: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        lines = registry_process.log.read_text().splitlines()
+        records = [json.loads(x) for x in lines if x.startswith("{") and f"/blobs/{digest}" in x]
+        if records:
+            break
+        time.sleep(0.05)
+    assert records, "no access log line for the blob GET"
+    assert int(records[0]["bytes"]) >= len(data)  # type: ignore[call-overload]
