@@ -245,9 +245,26 @@ class S3Driver:
         existing = [k for k in own if await self._exists(path, k)]
         if not keys and not existing:
             raise PathNotFound(path, self.name)
-        if self.s3_key(path, STATE_SUFFIX) in existing:
-            await self.delete_side_objects(path)
+        for state_key in [k for k in [*keys, *existing] if k.endswith(STATE_SUFFIX)]:
+            await self._abort_by_state_key(path, state_key)
         await self.delete_keys([*keys, *existing])
+
+    async def _abort_by_state_key(self, path: str, state_key: str) -> None:
+        """Abort the multipart upload recorded in a state object, so no invisible parts stay billed."""
+        try:
+            response = await self.call(path, "get_object", Bucket=self.bucket, Key=state_key)
+        except PathNotFound:
+            return
+        state = MultipartState.from_json(bytes(await asyncio.to_thread(response["Body"].read)))
+        if state.upload_id is not None:
+            with contextlib.suppress(PathNotFound):
+                await self.call(
+                    path,
+                    "abort_multipart_upload",
+                    Bucket=self.bucket,
+                    Key=state_key[: -len(STATE_SUFFIX)],
+                    UploadId=state.upload_id,
+                )
 
     async def _exists(self, path: str, s3_key: str) -> bool:
         try:

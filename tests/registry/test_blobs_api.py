@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from tests.registry.conftest import Client
+import requests
+
+from registry.app import create_app
+from registry.config import S3Storage, Settings
+from tests.registry.conftest import Client, ClientFactory
 from tests.support.oci import digest, error_code, push_blob
+from tests.support.s3 import S3Server
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
 
@@ -89,3 +94,16 @@ async def test_sha512_blobs(client: Client) -> None:
     assert resp.status == 201
     got = await client.get(f"/v2/lib/app/blobs/{d}")
     assert await got.read() == DATA
+
+
+async def test_s3_redirect_sends_client_to_presigned_url(aiohttp_client: ClientFactory, s3: S3Server) -> None:
+    storage = S3Storage(**s3.driver_settings(s3.new_bucket(), redirect=True))
+    client = await aiohttp_client(create_app(Settings(storage=storage)))
+    d = await push_blob(client, "lib/app", DATA)
+    resp = await client.get(f"/v2/lib/app/blobs/{d}", allow_redirects=False)
+    assert resp.status == 307
+    assert resp.headers["Docker-Content-Digest"] == d
+    assert requests.get(resp.headers["Location"], timeout=10).content == DATA
+    head = await client.head(f"/v2/lib/app/blobs/{d}")
+    assert head.status == 200
+    assert head.headers["Content-Length"] == str(len(DATA))
