@@ -199,6 +199,11 @@ class Skopeo:
         self.run("delete", "--tls-verify=false", ref)
 
 
+def containers_storage_args(binary: str, home: ToolHome) -> list[str]:
+    """The private containers-storage flags podman and buildah share (vfs: no overlay mounts needed)."""
+    return [binary, "--root", str(home.storage_root), "--runroot", str(home.storage_runroot), "--storage-driver", "vfs"]
+
+
 @dataclass
 class Podman:
     """``podman`` with private ``--root``/``--runroot``, vfs storage and a private containers.conf."""
@@ -210,13 +215,7 @@ class Podman:
     def _base(self) -> list[str]:
         h = self.home
         return [
-            self.binary,
-            "--root",
-            str(h.storage_root),
-            "--runroot",
-            str(h.storage_runroot),
-            "--storage-driver",
-            "vfs",
+            *containers_storage_args(self.binary, h),
             "--tmpdir",
             str(h.libpod_tmp),
             "--network-config-dir",
@@ -256,16 +255,7 @@ class Buildah:
     binary: str = field(default_factory=lambda: require_tool("buildah"))
 
     def _base(self) -> list[str]:
-        h = self.home
-        return [
-            self.binary,
-            "--root",
-            str(h.storage_root),
-            "--runroot",
-            str(h.storage_runroot),
-            "--storage-driver",
-            "vfs",
-        ]
+        return containers_storage_args(self.binary, self.home)
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run([*self._base(), *args], self.home.env, registry=self.registry, check=check)

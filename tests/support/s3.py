@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import uuid
@@ -20,7 +19,7 @@ from typing import Any
 
 import boto3
 
-from tests.support.server import free_port, wait_http
+from tests.support.server import free_port, stop_process, wait_http
 from tests.support.tools import require_tool
 
 
@@ -79,10 +78,5 @@ def s3_server(workdir: Path) -> Iterator[S3Server]:
         wait_http(f"http://127.0.0.1:{port}/", process=process)
         yield S3Server(f"http://127.0.0.1:{port}", "testing", "testing")
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()

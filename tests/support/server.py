@@ -40,6 +40,18 @@ class LiveRegistry:
         return f"http://{self.host}"
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop a process this test started, by its pid: SIGTERM, then SIGKILL after ``timeout``."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -66,10 +78,4 @@ def live_registry(workdir: Path, *extra_args: str, env: dict[str, str] | None = 
         wait_http(f"http://127.0.0.1:{port}/v2/", process=process)
         yield LiveRegistry(process, port, data, log)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
