@@ -11,7 +11,23 @@ import pytest
 from tests.support.clients import Buildah, Docker, Podman, Skopeo, ToolHome
 from tests.support.dockerd import Dockerd, running_dockerd
 from tests.support.images import ImageFactory, MultiArchImage
-from tests.support.server import LiveRegistry
+from tests.support.s3 import S3Server
+from tests.support.server import LiveRegistry, live_registry
+
+
+@pytest.fixture(params=["filesystem", "s3"])
+def registry_process(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveRegistry]:
+    """Every interop test runs against a live ``dockyard serve`` twice: on the filesystem and on S3 (moto)."""
+    env: dict[str, str] | None = None
+    if request.param == "s3":
+        server: S3Server = request.getfixturevalue("s3")
+        settings = server.driver_settings(server.new_bucket(), prefix="interop")
+        env = {
+            "DOCKYARD_STORAGE__TYPE": "s3",
+            **{f"DOCKYARD_STORAGE__{k.upper()}": str(v) for k, v in settings.items()},
+        }
+    with live_registry(tmp_path, env=env) as reg:
+        yield reg
 
 
 @pytest.fixture(scope="session")

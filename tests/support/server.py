@@ -67,11 +67,13 @@ def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] 
 
 @contextmanager
 def live_registry(workdir: Path, *extra_args: str, env: dict[str, str] | None = None) -> Iterator[LiveRegistry]:
-    """Start ``dockyard serve`` with its data under ``workdir``; stop it (by pid) on exit."""
+    """Start ``dockyard serve`` with its data under ``workdir`` (or the storage ``env`` configures, when it sets
+    ``DOCKYARD_STORAGE__TYPE``); stop it (by pid) on exit."""
     port = free_port()
     data = workdir / "registry-data"
     log = workdir / "registry.log"
-    cmd = [sys.executable, "-m", "dockyard", "serve", "--listen", f"127.0.0.1:{port}", "--data", str(data), *extra_args]
+    storage = [] if env and "DOCKYARD_STORAGE__TYPE" in env else ["--data", str(data)]
+    cmd = [sys.executable, "-m", "dockyard", "serve", "--listen", f"127.0.0.1:{port}", *storage, *extra_args]
     with open(log, "ab") as log_fh:
         process = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     try:
