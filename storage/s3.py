@@ -103,9 +103,25 @@ class S3Driver:
             path, "put_object", Bucket=self.bucket, Key=self.s3_key(path, suffix), Body=data, **self.sse_args()
         )
 
-    async def get_content(self, path: str) -> bytes:
-        response = await self.call(path, "get_object", Bucket=self.bucket, Key=self.s3_key(path))
+    async def _read_object(self, path: str, s3_key: str) -> bytes:
+        """The whole body of one object (``path`` names it in errors)."""
+        response = await self.call(path, "get_object", Bucket=self.bucket, Key=s3_key)
         return bytes(await asyncio.to_thread(response["Body"].read))
+
+    async def _pages(self, path: str, prefix: str, delimiter: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every ListObjectsV2 page below ``prefix`` (continuation tokens followed)."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        while True:
+            page = await self.call(path, "list_objects_v2", **kwargs)
+            yield page
+            if not page.get("IsTruncated"):
+                return
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+    async def get_content(self, path: str) -> bytes:
+        return await self._read_object(path, self.s3_key(path))
 
     async def put_content(self, path: str, data: bytes) -> None:
         await self.put_object(path, data)
@@ -141,25 +157,32 @@ class S3Driver:
         return S3Writer(self, path, state, tail)
 
     async def _get_side(self, path: str, suffix: str) -> bytes:
-        response = await self.call(path, "get_object", Bucket=self.bucket, Key=self.s3_key(path, suffix))
-        return bytes(await asyncio.to_thread(response["Body"].read))
+        return await self._read_object(path, self.s3_key(path, suffix))
+
+    def side_keys(self, path: str) -> list[str]:
+        """The object keys of the multipart state and the tail of an unfinished writer of ``path``."""
+        return [self.s3_key(path, STATE_SUFFIX), self.s3_key(path, TAIL_SUFFIX)]
 
     async def delete_side_objects(self, path: str) -> None:
-        """Drop the multipart state and tail of ``path`` (after commit, or before a fresh writer)."""
-        try:
-            state = MultipartState.from_json(await self._get_side(path, STATE_SUFFIX))
-        except PathNotFound:
-            state = None
-        if state is not None:
-            await self.abort(path, state)
-        await self.delete_keys([self.s3_key(path, STATE_SUFFIX), self.s3_key(path, TAIL_SUFFIX)])
+        """Abort the recorded multipart upload of ``path``, if any, and drop its state and tail."""
+        await self._abort_recorded(path, self.s3_key(path))
+        await self.delete_keys(self.side_keys(path))
 
-    async def abort(self, path: str, state: MultipartState) -> None:
+    async def _abort_recorded(self, path: str, object_key: str) -> None:
+        """Abort the multipart upload whose state is stored beside ``object_key``, so no parts stay billed."""
+        try:
+            state = MultipartState.from_json(await self._read_object(path, object_key + STATE_SUFFIX))
+        except PathNotFound:
+            return
+        await self.abort(path, object_key, state)
+
+    async def abort(self, path: str, object_key: str, state: MultipartState) -> None:
+        """Abort ``state``'s multipart upload of ``object_key`` (nothing to do when none was started)."""
         if state.upload_id is None:
             return
         with contextlib.suppress(PathNotFound):
             await self.call(
-                path, "abort_multipart_upload", Bucket=self.bucket, Key=self.s3_key(path), UploadId=state.upload_id
+                path, "abort_multipart_upload", Bucket=self.bucket, Key=object_key, UploadId=state.upload_id
             )
 
     async def stat(self, path: str) -> FileInfo:
@@ -193,17 +216,9 @@ class S3Driver:
     async def list(self, path: str) -> list[str]:
         prefix = self._dir_prefix(path)
         names: set[str] = set()
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "Delimiter": "/"}
-            if token:
-                kwargs["ContinuationToken"] = token
-            page = await self.call(path, "list_objects_v2", **kwargs)
+        async for page in self._pages(path, prefix, delimiter="/"):
             names.update(p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", []))
             names.update(o["Key"][len(prefix) :].split(STATE_SUFFIX)[0] for o in page.get("Contents", []))
-            if not page.get("IsTruncated"):
-                break
-            token = page["NextContinuationToken"]
         names = {n for n in names if n and "~" not in n}
         if not names:
             raise PathNotFound(path, self.name)
@@ -212,59 +227,27 @@ class S3Driver:
 
     async def move(self, source: str, dest: str) -> None:
         await self.stat(source)
-        async with self._limit:
-            try:
-                await asyncio.to_thread(
-                    self._client.copy,
-                    {"Bucket": self.bucket, "Key": self.s3_key(source)},
-                    self.bucket,
-                    self.s3_key(dest),
-                    ExtraArgs=self.sse_args() or None,
-                )
-            except botocore.exceptions.ClientError as exc:
-                raise StorageError(source, self.name, f"copy: {exc}") from exc
-            except (botocore.exceptions.BotoCoreError, OSError) as exc:
-                raise StorageUnavailable(source, self.name, f"copy: {exc}") from exc
+        await self.call(  # boto3's managed copy: multipart UploadPartCopy for large objects
+            source,
+            "copy",
+            CopySource={"Bucket": self.bucket, "Key": self.s3_key(source)},
+            Bucket=self.bucket,
+            Key=self.s3_key(dest),
+            ExtraArgs=self.sse_args() or None,
+        )
         await self.delete_keys([self.s3_key(source)])
 
     async def delete(self, path: str) -> None:
         if path == "/":
             raise StorageError(path, self.name, "refusing to delete the root")
-        keys: list[str] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._dir_prefix(path)}
-            if token:
-                kwargs["ContinuationToken"] = token
-            page = await self.call(path, "list_objects_v2", **kwargs)
-            keys += [o["Key"] for o in page.get("Contents", [])]
-            if not page.get("IsTruncated"):
-                break
-            token = page["NextContinuationToken"]
-        own = [self.s3_key(path, s) for s in ("", STATE_SUFFIX, TAIL_SUFFIX)]
+        keys = [o["Key"] async for page in self._pages(path, self._dir_prefix(path)) for o in page.get("Contents", [])]
+        own = [self.s3_key(path), *self.side_keys(path)]
         existing = [k for k in own if await self._exists(path, k)]
         if not keys and not existing:
             raise PathNotFound(path, self.name)
         for state_key in [k for k in [*keys, *existing] if k.endswith(STATE_SUFFIX)]:
-            await self._abort_by_state_key(path, state_key)
+            await self._abort_recorded(path, state_key.removesuffix(STATE_SUFFIX))
         await self.delete_keys([*keys, *existing])
-
-    async def _abort_by_state_key(self, path: str, state_key: str) -> None:
-        """Abort the multipart upload recorded in a state object, so no invisible parts stay billed."""
-        try:
-            response = await self.call(path, "get_object", Bucket=self.bucket, Key=state_key)
-        except PathNotFound:
-            return
-        state = MultipartState.from_json(bytes(await asyncio.to_thread(response["Body"].read)))
-        if state.upload_id is not None:
-            with contextlib.suppress(PathNotFound):
-                await self.call(
-                    path,
-                    "abort_multipart_upload",
-                    Bucket=self.bucket,
-                    Key=state_key[: -len(STATE_SUFFIX)],
-                    UploadId=state.upload_id,
-                )
 
     async def _exists(self, path: str, s3_key: str) -> bool:
         try:

@@ -102,14 +102,15 @@ class S3Writer:
                 MultipartUpload={"Parts": self._state.parts},
             )
         self._buffer = bytearray()
-        await self._driver.delete_side_objects(self._path)
+        # the upload is complete: only the side objects remain (no state to re-read, nothing to abort)
+        await self._driver.delete_keys(self._driver.side_keys(self._path))
 
     async def cancel(self) -> None:
+        # this writer's state started from the persisted one, so aborting it aborts everything recorded
         self._done = True
         self._buffer = bytearray()
-        await self._driver.abort(self._path, self._state)
-        await self._driver.delete_side_objects(self._path)
-        await self._driver.delete_keys([self._key])
+        await self._driver.abort(self._path, self._key, self._state)
+        await self._driver.delete_keys([self._key, *self._driver.side_keys(self._path)])
 
     async def close(self) -> None:
         if self._done:
