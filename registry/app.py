@@ -27,9 +27,9 @@ def open_driver(config: FilesystemStorage | MemoryStorage | S3Storage) -> Storag
         case MemoryStorage():
             inner = MemoryDriver()
         case S3Storage():
-            from storage.s3 import S3Driver, S3Settings  # boto3 loads only when S3 is configured
+            from storage.s3 import S3Driver  # boto3 loads only when S3 is configured
 
-            inner = S3Driver(S3Settings(**config.model_dump(exclude={"type"})))
+            inner = S3Driver(config)
     return Checked(inner)
 
 

@@ -18,6 +18,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from storage.s3_settings import S3Settings
+
 MiB = 1 << 20
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("dockyard_config_file", default=None)
 
@@ -42,24 +44,10 @@ class MemoryStorage(BaseModel):
     type: Literal["memory"] = "memory"
 
 
-class S3Storage(BaseModel):
+class S3Storage(S3Settings):
     """Blobs and metadata in an S3-compatible bucket (AWS S3, MinIO, Ceph RGW, ...)."""
 
-    model_config = ConfigDict(extra="forbid")
     type: Literal["s3"] = "s3"
-    bucket: str
-    prefix: str = Field("", description="key prefix, so several registries can share a bucket")
-    region: str = "us-east-1"
-    endpoint_url: str | None = Field(None, description="for S3-compatible stores, e.g. http://127.0.0.1:9000")
-    access_key_id: str | None = Field(None, description="default: the AWS credential chain")
-    secret_access_key: str | None = None
-    addressing_style: Literal["auto", "virtual", "path"] = "path"
-    multipart_chunk_size: int = Field(10 * MiB, ge=5 * MiB)
-    redirect: bool = Field(False, description="answer blob GETs with 307 to a presigned URL")
-    redirect_ttl: int = Field(1200, gt=0, description="seconds a presigned URL stays valid")
-    sse: Literal["AES256", "aws:kms"] | None = None
-    sse_kms_key_id: str | None = None
-    max_concurrency: int = Field(32, gt=0, description="boto3 calls in flight at once")
 
 
 StorageConfig = Annotated[FilesystemStorage | MemoryStorage | S3Storage, Field(discriminator="type")]

@@ -11,38 +11,22 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import boto3
 import botocore.exceptions
 from botocore.config import Config as BotoConfig
-from pydantic import BaseModel
 
 from storage.driver import FileInfo, Writer
 from storage.errors import InvalidOffset, PathNotFound, StorageError, StorageUnavailable
+from storage.s3_settings import S3Settings
 from storage.s3_writer import STATE_SUFFIX, TAIL_SUFFIX, MultipartState, S3Writer
+
+__all__ = ["S3Driver", "S3Settings"]
 
 READ_CHUNK = 1 << 20
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
 _UNAVAILABLE = {"500", "502", "503", "504", "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"}
-
-
-class S3Settings(BaseModel):
-    """What the driver needs (``registry.config.S3Storage`` carries the same fields)."""
-
-    bucket: str
-    prefix: str = ""
-    region: str = "us-east-1"
-    endpoint_url: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
-    addressing_style: Literal["auto", "virtual", "path"] = "path"
-    multipart_chunk_size: int = 10 << 20
-    redirect: bool = False
-    redirect_ttl: int = 1200
-    sse: str | None = None
-    sse_kms_key_id: str | None = None
-    max_concurrency: int = 32
 
 
 class S3Driver:
@@ -77,7 +61,7 @@ class S3Driver:
     def sse_args(self) -> dict[str, str]:
         if not self.config.sse:
             return {}
-        args = {"ServerSideEncryption": self.config.sse}
+        args: dict[str, str] = {"ServerSideEncryption": self.config.sse}
         if self.config.sse_kms_key_id:
             args["SSEKMSKeyId"] = self.config.sse_kms_key_id
         return args
