@@ -4,6 +4,7 @@
 
     /v1
     ├── blobs/<alg>/<hex[0:2]>/<hex>/data            content-addressed bytes, once for the whole registry
+    ├── quarantine/<alg>/<hex>/data                  corrupt blobs moved aside by ``dockyard scrub --repair``
     └── repositories/<name>/                          <name> may have several components (library/busybox)
         ├── _layers/<alg>/<hex>/link                  "this repository holds blob <alg>:<hex>"
         ├── _manifests/revisions/<alg>/<hex>/link     JSON {"digest", "mediaType"}: a manifest of this repository
@@ -26,6 +27,7 @@ REPOSITORIES = f"{ROOT}/repositories"
 
 Kind = Literal[
     "blob_data",
+    "quarantine",
     "repo",
     "layer_link",
     "layers",
@@ -60,6 +62,8 @@ def key(
         case "blob_data":
             assert digest is not None
             return f"{ROOT}/blobs/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}/data"
+        case "quarantine":
+            return f"{ROOT}/quarantine/{d}/data"
         case "repo":
             return repo
         case "layers":

@@ -1,10 +1,24 @@
-"""Repositories as a whole: existence and the catalog."""
+"""Repositories as a whole: existence, the walk over all of them, and the catalog."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
 
 from registry.store import links
 from registry.store.paths import REPOSITORIES, key
 from storage.driver import StorageDriver
+
+
+async def repositories(driver: StorageDriver, folder: str = REPOSITORIES, prefix: str = "") -> AsyncIterator[str]:
+    """Every repository name, depth first: a folder holding any ``_``-record folder (``_layers``,
+    ``_manifests``, ``_uploads``...) is a repository; its other sub-folders may hold nested ones."""
+    entries = await links.children(driver, folder)
+    if any(entry.startswith("_") for entry in entries):
+        yield prefix.rstrip("/")
+    for entry in entries:
+        if not entry.startswith("_"):
+            async for name in repositories(driver, f"{folder}/{entry}", f"{prefix}{entry}/"):
+                yield name
 
 
 class RepoStore:
@@ -19,14 +33,10 @@ class RepoStore:
 
     async def catalog(self) -> list[str]:
         """Names of the repositories that hold at least one manifest, sorted lexically."""
-        names: list[str] = []
-        await self._collect(REPOSITORIES, "", names)
-        return sorted(names)
-
-    async def _collect(self, folder: str, prefix: str, names: list[str]) -> None:
-        entries = await links.children(self.driver, folder)
-        if "_manifests" in entries and await links.children(self.driver, f"{folder}/_manifests/revisions"):
-            names.append(prefix.rstrip("/"))
-        for entry in entries:
-            if not entry.startswith("_"):
-                await self._collect(f"{folder}/{entry}", f"{prefix}{entry}/", names)
+        return sorted(
+            [
+                name
+                async for name in repositories(self.driver)
+                if await links.children(self.driver, key("revisions", name=name))
+            ]
+        )

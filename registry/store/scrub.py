@@ -11,14 +11,13 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from registry.manifests import INDEX_TYPES
+from registry.manifests import parse_manifest
 from registry.reference import ALGORITHMS, Digest
 from registry.store import links
-from registry.store.paths import REPOSITORIES, ROOT, key
+from registry.store.paths import ROOT, key
+from registry.store.repos import repositories
 from storage.driver import StorageDriver
 from storage.errors import PathNotFound
-
-QUARANTINE = f"{ROOT}/quarantine"
 
 
 @dataclass
@@ -45,17 +44,6 @@ async def stored_blobs(driver: StorageDriver) -> AsyncIterator[Digest]:
                 yield Digest(algorithm, hexpart)
 
 
-async def repositories(driver: StorageDriver, folder: str = REPOSITORIES, prefix: str = "") -> AsyncIterator[str]:
-    """Every repository name: a folder holding any ``_``-record folder."""
-    entries = await links.children(driver, folder)
-    if any(e.startswith("_") for e in entries):
-        yield prefix.rstrip("/")
-    for entry in entries:
-        if not entry.startswith("_"):
-            async for name in repositories(driver, f"{folder}/{entry}", f"{prefix}{entry}/"):
-                yield name
-
-
 async def rehash(driver: StorageDriver, digest: Digest) -> tuple[str, int]:
     """The actual hex digest and size of a stored blob."""
     hasher = digest.hasher()
@@ -66,13 +54,11 @@ async def rehash(driver: StorageDriver, digest: Digest) -> tuple[str, int]:
     return str(hasher.hexdigest()), size
 
 
-def references(body: bytes, media_type: str) -> list[str]:
-    """Digests a stored manifest needs in its repository (blobs, or child manifests of an index)."""
-    doc = json.loads(body)
-    if media_type in INDEX_TYPES:
-        return [m["digest"] for m in doc.get("manifests", [])]
-    layers = [layer for layer in doc.get("layers", []) if not layer.get("urls")]
-    return [doc["config"]["digest"], *(layer["digest"] for layer in layers)]
+def references(body: bytes, media_type: str) -> list[Digest]:
+    """What a stored manifest needs stored: its blobs (foreign layers excepted, as on push) or, for an
+    index, its child manifests. The same parser as on push decides, so the two never disagree."""
+    parsed = parse_manifest(body, media_type)
+    return [d.parsed_digest() for d in (*parsed.blobs, *parsed.children)]
 
 
 async def scrub(driver: StorageDriver, repair: bool = False) -> ScrubReport:
@@ -88,8 +74,7 @@ async def scrub(driver: StorageDriver, repair: bool = False) -> ScrubReport:
         if actual != digest.hex:
             report.corrupt.append(str(digest))
             if repair:
-                target = f"{QUARANTINE}/{digest.algorithm}/{digest.hex}/data"
-                await driver.move(key("blob_data", digest=digest), target)
+                await driver.move(key("blob_data", digest=digest), key("quarantine", digest=digest))
                 report.quarantined.append(str(digest))
     async for name in repositories(driver):
         await _check_repository(driver, name, report)
@@ -101,14 +86,13 @@ async def _check_repository(driver: StorageDriver, name: str, report: ScrubRepor
         for hexpart in await links.children(driver, f"{key('revisions', name=name)}/{algorithm}"):
             manifest = Digest(algorithm, hexpart)
             record = await links.read_optional(driver, key("revision_link", name=name, digest=manifest))
-            body = await links.read_optional(driver, key("blob_data", digest=manifest))
             if record is None:
                 continue
             report.manifests_checked += 1
+            body = await links.read_optional(driver, key("blob_data", digest=manifest))
             if body is None:
                 report.missing.append((name, str(manifest), str(manifest)))
                 continue
             for ref in references(body, json.loads(record)["mediaType"]):
-                algorithm_ref, _, hex_ref = ref.partition(":")
-                if not await links.exists(driver, key("blob_data", digest=Digest(algorithm_ref, hex_ref))):
-                    report.missing.append((name, str(manifest), ref))
+                if not await links.exists(driver, key("blob_data", digest=ref)):
+                    report.missing.append((name, str(manifest), str(ref)))

@@ -14,6 +14,7 @@ H = "0" * 62
 
 TABLE = [
     (("blob_data",), {"digest": D}, f"/v1/blobs/sha256/ab/ab{H}/data"),
+    (("quarantine",), {"digest": D}, f"/v1/quarantine/sha256/ab{H}/data"),
     (("repo",), {"name": "lib/app"}, "/v1/repositories/lib/app"),
     (("layer_link",), {"name": "a", "digest": D}, f"/v1/repositories/a/_layers/sha256/ab{H}/link"),
     (("revision",), {"name": "a", "digest": D}, f"/v1/repositories/a/_manifests/revisions/sha256/ab{H}"),
