@@ -46,16 +46,22 @@ async def _run(path: str, func: Callable[..., T], *args: object) -> T:
         return await asyncio.to_thread(func, *args)
 
 
-def _open_new(path: Path, mode: str) -> BinaryIO:
-    """Open for writing, creating parent directories (again, if a concurrent prune removed them)."""
-    for attempt in range(5):
-        path.parent.mkdir(parents=True, exist_ok=True)
+def _in_parent(target: Path, action: Callable[[], T], attempts: int = 5) -> T:
+    """Create ``target``'s parent directories, then run ``action``; if a concurrent prune removed them in
+    between (FileNotFoundError), create them again and retry, up to ``attempts`` times."""
+    for attempt in range(attempts):
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            return cast(BinaryIO, open(path, mode))
+            return action()
         except FileNotFoundError:
-            if attempt == 4:
+            if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def _open_new(path: Path, mode: str) -> BinaryIO:
+    """Open for writing, creating parent directories."""
+    return _in_parent(path, lambda: cast(BinaryIO, open(path, mode)))
 
 
 def _prune(directory: Path, root: Path) -> None:
@@ -85,14 +91,7 @@ def _write_atomic(target: Path, data: bytes, fsync: bool) -> None:
 def _move(source: Path, dest: Path, root: Path) -> None:
     if not source.is_file():
         raise FileNotFoundError(errno.ENOENT, "no such file", str(source))
-    for attempt in range(5):
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(source, dest)
-            break
-        except FileNotFoundError:
-            if attempt == 4 or not source.exists():
-                raise
+    _in_parent(dest, lambda: os.replace(source, dest))
     _prune(source.parent, root)
 
 
