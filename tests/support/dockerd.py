@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.server import stop_process
 from tests.support.tools import require_root, require_tool
 
 READY_TIMEOUT = 30.0
@@ -147,13 +148,7 @@ def running_dockerd() -> Iterator[Dockerd]:
             time.sleep(0.05)
         yield daemon
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, STOP_TIMEOUT)
         containerd = _containerd_pid(workdir)  # dockerd stops it; after a SIGKILL it may be left behind
         if containerd is not None:
             _kill_pid(containerd, STOP_TIMEOUT)
