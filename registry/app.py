@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -12,6 +14,7 @@ from registry.config import FilesystemStorage, MemoryStorage, S3Storage, Setting
 from registry.errors import error_middleware
 from registry.routes import add_routes
 from registry.store import Store
+from registry.store.gc import GcOptions, run_periodically
 from storage.checked import Checked
 from storage.driver import StorageDriver
 from storage.filesystem import FilesystemDriver
@@ -33,6 +36,17 @@ def open_driver(config: FilesystemStorage | MemoryStorage | S3Storage) -> Storag
     return Checked(inner)
 
 
+def _start_gc(store: Store, settings: Settings) -> asyncio.Task[None] | None:
+    """The scheduled garbage collection of ``gc.interval``, or None when it is off."""
+    config = settings.gc
+    if config.interval <= 0:
+        return None
+    options = GcOptions(
+        grace=config.grace, delete_untagged=config.delete_untagged, upload_max_age=config.upload_max_age
+    )
+    return asyncio.create_task(run_periodically(store, config.interval, options), name="dockyard-gc")
+
+
 def create_app(settings: Settings, driver: StorageDriver | None = None) -> web.Application:
     """The registry app. ``driver`` overrides the configured storage (tests share one between apps)."""
     app = web.Application(middlewares=[error_middleware], handler_args={"max_field_size": 16384})
@@ -40,8 +54,13 @@ def create_app(settings: Settings, driver: StorageDriver | None = None) -> web.A
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         opened = driver or open_driver(settings.storage)
-        app[keys.STORE] = Store.build(opened)
+        app[keys.STORE] = store = Store.build(opened)
+        collector = _start_gc(store, settings)
         yield
+        if collector is not None:
+            collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await collector
         await opened.close()
 
     app.cleanup_ctx.append(storage_ctx)

@@ -6,12 +6,13 @@ Environment variables use the prefix ``DOCKYARD_`` and ``__`` for nesting, e.g.
 
 from __future__ import annotations
 
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +27,27 @@ _CONFIG_FILE: ContextVar[Path | None] = ContextVar("dockyard_config_file", defau
 
 class ConfigError(Exception):
     """The configuration is unusable; the message is one readable line."""
+
+
+_DURATION_RE = re.compile(r"(?:(\d+(?:\.\d+)?)([dhms]))")
+_UNIT = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string such as ``90``, ``90s``, ``15m``, ``1h30m`` or ``7d``."""
+    text = value.strip() if isinstance(value, str) else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif text and re.fullmatch(f"\\d+(?:\\.\\d+)?|{_DURATION_RE.pattern}+", text):
+        seconds = float(text) if text[-1].isdigit() else sum(float(n) * _UNIT[u] for n, u in _DURATION_RE.findall(text))
+    else:
+        raise ValueError(f"not a duration: {value!r} (use seconds or e.g. 30s, 15m, 1h30m, 7d)")
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative: {value!r}")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class FilesystemStorage(BaseModel):
@@ -53,6 +75,16 @@ class S3Storage(S3Settings):
 StorageConfig = Annotated[FilesystemStorage | MemoryStorage | S3Storage, Field(discriminator="type")]
 
 
+class GcSettings(BaseModel):
+    """Garbage collection inside ``dockyard serve`` (``interval: 0`` turns it off) and defaults of ``dockyard gc``."""
+
+    model_config = ConfigDict(extra="forbid")
+    interval: Duration = Field(0.0, description="run GC this often inside serve; 0 = never")
+    grace: Duration = Field(3600.0, description="nothing written or used more recently is deleted")
+    delete_untagged: bool = Field(False, description="also delete manifests no tag, index or referrer keeps")
+    upload_max_age: Duration = Field(7 * 86400.0, description="upload sessions older than this are purged")
+
+
 class Settings(BaseSettings):
     """Every setting of ``dockyard serve``."""
 
@@ -66,6 +98,7 @@ class Settings(BaseSettings):
     page_size_max: int = Field(10_000, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = True
+    gc: GcSettings = GcSettings()
 
     @field_validator("listen")
     @classmethod

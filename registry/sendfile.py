@@ -70,23 +70,23 @@ class BlobResponse(web.StreamResponse):
         if request.method == "HEAD" or self._count == 0 or writer is None:
             return writer
         local = self._driver.local_path(self._key)
-        if local is not None and request.transport is not None:
-            await self._sendfile(request, writer, os.fspath(local))
-        else:
-            await self._stream(writer)
-        self.body_bytes_sent = self._count
+        if local is None or request.transport is None or not await self._sendfile(request, writer, os.fspath(local)):
+            await self._stream(writer)  # counted by aiohttp's writer itself
         await super().write_eof()
         return writer
 
-    async def _sendfile(self, request: web.BaseRequest, writer: AbstractStreamWriter, path: str) -> None:
+    async def _sendfile(self, request: web.BaseRequest, writer: AbstractStreamWriter, path: str) -> bool:
+        """Send with the kernel's sendfile; False (nothing sent) where the transport cannot, e.g. TLS."""
         with open(path, "rb") as fh:
             await writer.drain()
             transport = request.transport
             assert transport is not None
             try:
-                await asyncio.get_running_loop().sendfile(transport, fh, self._offset, self._count)
-            except NotImplementedError:  # e.g. TLS transports
-                await self._stream(writer)
+                await asyncio.get_running_loop().sendfile(transport, fh, self._offset, self._count, fallback=False)
+            except NotImplementedError:
+                return False
+        self.body_bytes_sent = self._count
+        return True
 
     async def _stream(self, writer: AbstractStreamWriter) -> None:
         remaining = self._count

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +12,7 @@ from registry.errors import ErrorCode, RegistryError
 from registry.reference import Digest
 from registry.store import links
 from registry.store.paths import key
+from registry.store.usage import MARKER_REFRESH, Usage
 from storage.driver import StorageDriver
 from storage.errors import PathNotFound
 
@@ -26,8 +30,29 @@ class BlobInfo:
 class BlobStore:
     """Global blob bytes plus per-repository links. A blob is visible in a repository only once linked."""
 
-    def __init__(self, driver: StorageDriver) -> None:
+    def __init__(self, driver: StorageDriver, usage: Usage | None = None) -> None:
         self.driver = driver
+        self.usage = usage or Usage()
+
+    async def claim(self, digests: Iterable[Digest]) -> None:
+        """Declare that a write about to happen relies on ``digests`` (see :mod:`registry.store.usage`):
+        record them in this process, and rewrite the ``used`` marker of each blob stored earlier."""
+        wanted = list(dict.fromkeys(digests))
+        await self.usage.record(wanted)
+        await asyncio.gather(*(self._mark_used(digest) for digest in wanted))
+
+    async def _mark_used(self, digest: Digest) -> None:
+        stored = await links.modified(self.driver, key("blob_data", digest=digest))
+        if 0 < stored < time.time() - MARKER_REFRESH:
+            await self.driver.put_content(key("blob_used", digest=digest), b"")
+
+    async def last_use(self, digest: Digest) -> float:
+        """The latest of: the blob's storage time, its ``used`` marker, its use in this process (UNIX time)."""
+        return max(
+            self.usage.last_used(digest),
+            await links.modified(self.driver, key("blob_data", digest=digest)),
+            await links.modified(self.driver, key("blob_used", digest=digest)),
+        )
 
     async def size(self, digest: Digest) -> int | None:
         """Size of the global blob, or None if the registry does not have it."""
@@ -48,7 +73,9 @@ class BlobStore:
         await self.driver.put_content(key("layer_link", name=name, digest=digest), str(digest).encode())
 
     async def stat(self, name: str, digest: Digest) -> BlobInfo:
-        """The blob of repository ``name``, or BLOB_UNKNOWN."""
+        """The blob of repository ``name``, or BLOB_UNKNOWN. Counts as a use (clients HEAD a blob to skip
+        uploading it, then push a manifest naming it)."""
+        await self.usage.record([digest])
         size = await self.size(digest) if await self.is_linked(name, digest) else None
         if size is None:
             raise RegistryError(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+from registry.errors import RegistryError
+from registry.reference import ALGORITHMS, Digest, parse_digest
 from storage.driver import StorageDriver
 from storage.errors import PathNotFound
 
@@ -13,6 +17,14 @@ async def exists(driver: StorageDriver, key: str) -> bool:
     except PathNotFound:
         return False
     return True
+
+
+async def modified(driver: StorageDriver, key: str) -> float:
+    """The UNIX modification time of ``key``, 0.0 when it does not exist."""
+    try:
+        return (await driver.stat(key)).modified
+    except PathNotFound:
+        return 0.0
 
 
 async def read_optional(driver: StorageDriver, key: str) -> bytes | None:
@@ -38,3 +50,20 @@ async def children(driver: StorageDriver, key: str) -> list[str]:
         return [child.rsplit("/", 1)[1] for child in await driver.list(key)]
     except PathNotFound:
         return []
+
+
+async def digests_in(driver: StorageDriver, folder: str, sharded: bool = False) -> AsyncIterator[Digest]:
+    """Every digest recorded as ``<folder>/<alg>/<hex>`` (or ``<folder>/<alg>/<hex[0:2]>/<hex>`` when
+    ``sharded``); names that are not valid digests are skipped."""
+    for algorithm in await children(driver, folder):
+        if algorithm not in ALGORITHMS:
+            continue
+        shards = await children(driver, f"{folder}/{algorithm}") if sharded else [""]
+        for shard in shards:
+            base = f"{folder}/{algorithm}/{shard}".rstrip("/")
+            for hexpart in await children(driver, base):
+                try:
+                    digest = parse_digest(f"{algorithm}:{hexpart}")
+                except RegistryError:
+                    continue
+                yield digest

@@ -75,6 +75,7 @@ class ManifestStore:
         return PutResult(digest, subject)
 
     async def _check_references(self, name: str, parsed: ParsedManifest) -> None:
+        await self.blobs.claim(d.parsed_digest() for d in (*parsed.blobs, *parsed.children))
         for blob in parsed.blobs:
             await self._check_blob(name, blob)
         for child in parsed.children:

@@ -4,6 +4,7 @@
 
     /v1
     ├── blobs/<alg>/<hex[0:2]>/<hex>/data            content-addressed bytes, once for the whole registry
+    ├── blobs/<alg>/<hex[0:2]>/<hex>/used            empty marker, rewritten when a push reuses an old blob (for GC)
     ├── quarantine/<alg>/<hex>/data                  corrupt blobs moved aside by ``dockyard scrub --repair``
     └── repositories/<name>/                          <name> may have several components (library/busybox)
         ├── _layers/<alg>/<hex>/link                  "this repository holds blob <alg>:<hex>"
@@ -26,7 +27,10 @@ ROOT = "/v1"
 REPOSITORIES = f"{ROOT}/repositories"
 
 Kind = Literal[
+    "blobs",
+    "blob",
     "blob_data",
+    "blob_used",
     "quarantine",
     "repo",
     "layer_link",
@@ -59,9 +63,15 @@ def key(
     repo = f"{REPOSITORIES}/{name}"
     d = f"{digest.algorithm}/{digest.hex}" if digest else ""
     match kind:
-        case "blob_data":
+        case "blobs":
+            return f"{ROOT}/blobs"
+        case "blob":
             assert digest is not None
-            return f"{ROOT}/blobs/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}/data"
+            return f"{ROOT}/blobs/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}"
+        case "blob_data":
+            return key("blob", digest=digest) + "/data"
+        case "blob_used":
+            return key("blob", digest=digest) + "/used"
         case "quarantine":
             return f"{ROOT}/quarantine/{d}/data"
         case "repo":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from registry.errors import ErrorCode, RegistryError
 from registry.store import links
 from registry.store.paths import REPOSITORIES, key
 from storage.driver import StorageDriver
@@ -40,3 +41,13 @@ class RepoStore:
                 if await links.children(self.driver, key("revisions", name=name))
             ]
         )
+
+    async def remove(self, name: str) -> None:
+        """Delete every record of repository ``name`` (not its nested repositories), or NAME_UNKNOWN.
+        Its blobs stay until garbage collection finds them unreferenced."""
+        base = key("repo", name=name)
+        records = [entry for entry in await links.children(self.driver, base) if entry.startswith("_")]
+        if not records:
+            raise RegistryError(ErrorCode.NAME_UNKNOWN, f"repository {name} is not known", {"name": name})
+        for entry in records:
+            await links.delete_optional(self.driver, f"{base}/{entry}")

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from registry.manifests import parse_manifest
-from registry.reference import ALGORITHMS, Digest
+from registry.reference import Digest
 from registry.store import links
-from registry.store.paths import ROOT, key
+from registry.store.paths import key
 from registry.store.repos import repositories
 from storage.driver import StorageDriver
 from storage.errors import PathNotFound
@@ -34,14 +33,6 @@ class ScrubReport:
     @property
     def clean(self) -> bool:
         return not self.corrupt and not self.missing
-
-
-async def stored_blobs(driver: StorageDriver) -> AsyncIterator[Digest]:
-    """Every blob in the content-addressed area (layout: blobs/<alg>/<xx>/<hex>/data)."""
-    for algorithm in ALGORITHMS:
-        for shard in await links.children(driver, f"{ROOT}/blobs/{algorithm}"):
-            for hexpart in await links.children(driver, f"{ROOT}/blobs/{algorithm}/{shard}"):
-                yield Digest(algorithm, hexpart)
 
 
 async def rehash(driver: StorageDriver, digest: Digest) -> tuple[str, int]:
@@ -64,7 +55,7 @@ def references(body: bytes, media_type: str) -> list[Digest]:
 async def scrub(driver: StorageDriver, repair: bool = False) -> ScrubReport:
     """Check every blob and every manifest; see the module docstring."""
     report = ScrubReport()
-    async for digest in stored_blobs(driver):
+    async for digest in links.digests_in(driver, key("blobs"), sharded=True):
         try:
             actual, size = await rehash(driver, digest)
         except PathNotFound:
@@ -82,17 +73,15 @@ async def scrub(driver: StorageDriver, repair: bool = False) -> ScrubReport:
 
 
 async def _check_repository(driver: StorageDriver, name: str, report: ScrubReport) -> None:
-    for algorithm in ALGORITHMS:
-        for hexpart in await links.children(driver, f"{key('revisions', name=name)}/{algorithm}"):
-            manifest = Digest(algorithm, hexpart)
-            record = await links.read_optional(driver, key("revision_link", name=name, digest=manifest))
-            if record is None:
-                continue
-            report.manifests_checked += 1
-            body = await links.read_optional(driver, key("blob_data", digest=manifest))
-            if body is None:
-                report.missing.append((name, str(manifest), str(manifest)))
-                continue
-            for ref in references(body, json.loads(record)["mediaType"]):
-                if not await links.exists(driver, key("blob_data", digest=ref)):
-                    report.missing.append((name, str(manifest), str(ref)))
+    async for manifest in links.digests_in(driver, key("revisions", name=name)):
+        record = await links.read_optional(driver, key("revision_link", name=name, digest=manifest))
+        if record is None:
+            continue
+        report.manifests_checked += 1
+        body = await links.read_optional(driver, key("blob_data", digest=manifest))
+        if body is None:
+            report.missing.append((name, str(manifest), str(manifest)))
+            continue
+        for ref in references(body, json.loads(record)["mediaType"]):
+            if not await links.exists(driver, key("blob_data", digest=ref)):
+                report.missing.append((name, str(manifest), str(ref)))

@@ -173,6 +173,7 @@ class UploadStore:
 
     async def _publish(self, name: str, upload_id: str, digest: Digest) -> None:
         data = key("upload_data", name=name, upload=upload_id)
+        await self.blobs.claim([digest])
         if await self.blobs.size(digest) is None:
             await self.driver.move(data, key("blob_data", digest=digest))
         await self.blobs.link(name, digest)
@@ -190,6 +191,7 @@ class UploadStore:
     async def mount(self, name: str, digest: Digest, source: str | None) -> bool:
         """Link an existing blob into ``name`` without an upload: from repository ``source`` when given,
         else from anywhere in the registry (automatic mount). False when the blob is not available."""
+        await self.blobs.claim([digest])
         if source is not None:
             if not await self.blobs.is_linked(source, digest):
                 return False

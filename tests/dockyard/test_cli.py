@@ -7,11 +7,14 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import requests
 
-from tests.support.server import LiveRegistry, free_port
+from tests.support.s3 import S3Server
+from tests.support.server import LiveRegistry, free_port, live_registry
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -74,19 +77,66 @@ def test_non_loopback_warning(tmp_path: Path) -> None:
         proc.wait(timeout=10)
 
 
-def test_access_log_counts_sendfile_bytes(registry_process: LiveRegistry) -> None:
+@pytest.fixture(params=["filesystem", "s3"])
+def any_storage_registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveRegistry]:
+    """A live registry on the filesystem (blobs go out with sendfile) or on S3 (streamed)."""
+    env = None
+    if request.param == "s3":
+        server: S3Server = request.getfixturevalue("s3")
+        env = server.registry_env(server.new_bucket(), prefix="log")
+    with live_registry(tmp_path, env=env) as registry:
+        yield registry
+
+
+def test_access_log_counts_body_bytes_once(any_storage_registry: LiveRegistry) -> None:
     data = b"q" * 300_000
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    url = registry_process.url
+    url = any_storage_registry.url
     assert requests.post(f"{url}/v2/log/test/blobs/uploads/?digest={digest}", data=data, timeout=10).status_code == 201
     assert len(requests.get(f"{url}/v2/log/test/blobs/{digest}", timeout=10).content) == len(data)
     deadline = time.monotonic() + 10
     records: list[dict[str, object]] = []
     while time.monotonic() < deadline:
-        lines = registry_process.log.read_text().splitlines()
+        lines = any_storage_registry.log.read_text().splitlines()
         records = [json.loads(x) for x in lines if x.startswith("{") and f"/blobs/{digest}" in x]
         if records:
             break
         time.sleep(0.05)
     assert records, "no access log line for the blob GET"
-    assert int(records[0]["bytes"]) >= len(data)  # type: ignore[call-overload]
+    logged = int(records[0]["bytes"])  # type: ignore[call-overload]
+    assert len(data) <= logged < len(data) + 2048  # the body once, plus the headers
+
+
+def test_gc_and_repo_commands(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    result = run("gc", "--data", data, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("gc would delete 0 manifests, 0 blobs")
+    result = run("gc", "--data", data, "--grace", "soon")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "not a duration" in result.stderr
+    result = run("repo", "rm", "library/nothing", "--data", data)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "Error: repository library/nothing is not known"
+    result = run("repo", "rm", "Bad..Name", "--data", data)
+    assert result.returncode == 1
+    assert "invalid repository name" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert run("repo", "ls", "--data", data).stdout == ""
+
+
+def test_repo_rm_then_gc_frees_everything(registry_process: LiveRegistry) -> None:
+    url, data = registry_process.url, str(registry_process.data)
+    blob = b"layer of a repository about to go"
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    assert (
+        requests.post(f"{url}/v2/doomed/app/blobs/uploads/?digest={digest}", data=blob, timeout=10).status_code == 201
+    )
+    assert run("repo", "rm", "doomed/app", "--data", data).returncode == 0
+    assert requests.head(f"{url}/v2/doomed/app/blobs/{digest}", timeout=10).status_code == 404
+    time.sleep(3)  # older than the grace period of 0 plus gc's clock slack
+    result = run("gc", "--data", data, "--grace", "0")
+    assert result.returncode == 0, result.stderr
+    assert "1 blobs (33 bytes)" in result.stdout
+    assert [p for p in Path(data).rglob("*") if p.is_file()] == []

@@ -21,11 +21,7 @@ def registry_process(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
     env: dict[str, str] | None = None
     if request.param == "s3":
         server: S3Server = request.getfixturevalue("s3")
-        settings = server.driver_settings(server.new_bucket(), prefix="interop")
-        env = {
-            "DOCKYARD_STORAGE__TYPE": "s3",
-            **{f"DOCKYARD_STORAGE__{k.upper()}": str(v) for k, v in settings.items()},
-        }
+        env = server.registry_env(server.new_bucket(), prefix="interop")
     with live_registry(tmp_path, env=env) as reg:
         yield reg
 

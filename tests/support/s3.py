@@ -53,6 +53,14 @@ class S3Server:
             **extra,
         }
 
+    def registry_env(self, bucket: str, **extra: Any) -> dict[str, str]:
+        """The ``DOCKYARD_STORAGE__*`` environment that points ``dockyard`` at ``bucket``."""
+        settings = self.driver_settings(bucket, **extra)
+        return {
+            "DOCKYARD_STORAGE__TYPE": "s3",
+            **{f"DOCKYARD_STORAGE__{k.upper()}": str(v) for k, v in settings.items()},
+        }
+
 
 def moto_command() -> list[str]:
     venv_moto = Path(sys.executable).with_name("moto_server")

@@ -1,0 +1,287 @@
+"""Online garbage collection: mark and sweep over the registry's own records, while it keeps serving.
+
+For each repository, in turn:
+
+1. **Scan** its records (``_layers``, ``_manifests``, ``_referrers``, ``_uploads``; nested repositories
+   are their own).
+2. **Decide** which manifests stay. Without ``delete_untagged``: all of them. With it: those reachable from
+   a tag, through index children, through referrers of a kept manifest (signatures, SBOMs) or as the
+   subject of a kept referrer, plus any manifest used within the grace period. The others are deleted.
+3. **Mark** what kept manifests need: their config and layers, their children, their own bytes.
+4. **Sweep** the repository: layer links that no kept manifest needs, tags and referrer records that
+   point at a manifest no longer there, and upload sessions older than ``upload_max_age``.
+
+Then, across the registry, blobs that no repository marked are deleted.
+
+Nothing used within the grace period is deleted: see :mod:`registry.store.usage` for how "used" is
+recorded so that a push racing the sweep never ends with a manifest whose blobs are gone. Every deletion
+re-checks the last use under :attr:`Usage.lock` right before deleting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+from registry.errors import RegistryError
+from registry.manifests import ParsedManifest, parse_manifest
+from registry.reference import Digest, parse_digest
+from registry.store import Store, links
+from registry.store.paths import key
+from registry.store.repos import repositories
+from storage.driver import FileInfo, walk
+from storage.errors import PathNotFound
+
+log = logging.getLogger("dockyard.gc")
+DEFAULT_GRACE = 3600.0
+DEFAULT_UPLOAD_MAX_AGE = 7 * 86400.0
+CLOCK_SLACK = 2.0  # S3 reports whole seconds; markers are refreshed at most once a second
+
+
+@dataclass(frozen=True)
+class GcOptions:
+    """What a run may delete. Times are in seconds."""
+
+    grace: float = DEFAULT_GRACE
+    delete_untagged: bool = False
+    upload_max_age: float = DEFAULT_UPLOAD_MAX_AGE
+    dry_run: bool = False
+
+
+@dataclass
+class GcReport:
+    """What a run deleted (or, with ``dry_run``, would delete)."""
+
+    dry_run: bool = False
+    repositories: int = 0
+    manifests_deleted: list[str] = field(default_factory=list)  # "<repository>@<digest>"
+    records_deleted: int = 0  # layer links, dangling tags and referrer records
+    uploads_purged: int = 0
+    upload_bytes: int = 0
+    blobs_deleted: int = 0
+    blob_bytes: int = 0
+    blobs_kept: int = 0
+
+    def summary(self) -> str:
+        """One line for the log or the terminal."""
+        verb = "would delete" if self.dry_run else "deleted"
+        return (
+            f"gc {verb} {len(self.manifests_deleted)} manifests, {self.blobs_deleted} blobs "
+            f"({self.blob_bytes} bytes), {self.uploads_purged} stale uploads ({self.upload_bytes} bytes) and "
+            f"{self.records_deleted} repository records; kept {self.blobs_kept} blobs in "
+            f"{self.repositories} repositories"
+        )
+
+
+@dataclass
+class _Repo:
+    """The records of one repository, as scanned."""
+
+    name: str
+    layers: set[Digest] = field(default_factory=set)
+    revisions: dict[Digest, float] = field(default_factory=dict)  # digest -> revision link mtime
+    tags: dict[str, Digest | None] = field(default_factory=dict)  # tag -> digest (None: unreadable)
+    referrers: list[tuple[Digest, Digest]] = field(default_factory=list)  # (subject, referrer)
+    uploads: dict[str, list[FileInfo]] = field(default_factory=dict)  # session id -> its files
+
+
+class Collector:
+    """One garbage-collection run over one store."""
+
+    def __init__(self, store: Store, options: GcOptions) -> None:
+        self.store = store
+        self.driver = store.driver
+        self.options = options
+        self.started = time.time()
+        self.cutoff = self.started - options.grace - CLOCK_SLACK
+        self.report = GcReport(dry_run=options.dry_run)
+        self.marked: set[Digest] = set()
+
+    async def run(self) -> GcReport:
+        """Collect every repository, then the blobs none of them needs."""
+        async for name in repositories(self.driver):
+            self.report.repositories += 1
+            await self._collect_repository(await self._scan(name))
+        await self._sweep_blobs()
+        return self.report
+
+    # -- scan ---------------------------------------------------------------------------------------
+
+    async def _scan(self, name: str) -> _Repo:
+        repo = _Repo(name)
+        base = key("repo", name=name)
+        for entry in await links.children(self.driver, base):
+            if entry.startswith("_"):
+                with contextlib.suppress(PathNotFound):
+                    async for info in walk(self.driver, f"{base}/{entry}"):
+                        await self._classify(repo, info, info.path[len(base) + 1 :].split("/"))
+        return repo
+
+    async def _classify(self, repo: _Repo, info: FileInfo, parts: list[str]) -> None:
+        match parts:
+            case ["_layers", algorithm, hexpart, "link"]:
+                if digest := _digest(algorithm, hexpart):
+                    repo.layers.add(digest)
+            case ["_manifests", "revisions", algorithm, hexpart, "link"]:
+                if digest := _digest(algorithm, hexpart):
+                    repo.revisions[digest] = info.modified
+            case ["_manifests", "tags", tag, "link"]:
+                content = await links.read_optional(self.driver, info.path)
+                repo.tags[tag] = _digest(*content.decode().partition(":")[::2]) if content else None
+            case ["_referrers", algorithm, hexpart, entry]:
+                subject, referrer = _digest(algorithm, hexpart), _digest(*entry.partition("-")[::2])
+                if subject and referrer:
+                    repo.referrers.append((subject, referrer))
+            case ["_uploads", upload_id, _]:
+                repo.uploads.setdefault(upload_id, []).append(info)
+
+    # -- decide and mark ----------------------------------------------------------------------------
+
+    async def _collect_repository(self, repo: _Repo) -> None:
+        parsed = {digest: p for digest in repo.revisions if (p := await self._parse(repo.name, digest))}
+        keep = await self._kept_manifests(repo, parsed) if self.options.delete_untagged else set(repo.revisions)
+        for digest in sorted(set(repo.revisions) - keep, key=str):
+            await self._delete_manifest(repo, digest, parsed.get(digest))
+        needed: set[Digest] = set(keep)
+        for digest in keep:
+            if manifest := parsed.get(digest):
+                needed.update(d.parsed_digest() for d in (*manifest.blobs, *manifest.children))
+        self.marked |= needed
+        await self._sweep_repository(repo, needed, keep)
+
+    async def _parse(self, name: str, digest: Digest) -> ParsedManifest | None:
+        """The stored manifest, parsed as on push; None when its record or bytes are gone or unreadable."""
+        record = await links.read_optional(self.driver, key("revision_link", name=name, digest=digest))
+        body = await links.read_optional(self.driver, key("blob_data", digest=digest))
+        if record is None or body is None:
+            return None
+        try:
+            return parse_manifest(body, json.loads(record)["mediaType"])
+        except (RegistryError, ValueError, KeyError, TypeError):
+            return None
+
+    async def _kept_manifests(self, repo: _Repo, parsed: dict[Digest, ParsedManifest]) -> set[Digest]:
+        """Manifests reachable from tags, recent use, index children and referrer chains."""
+        referrers: dict[Digest, set[Digest]] = {}
+        for digest, manifest in parsed.items():
+            if manifest.subject is not None:
+                referrers.setdefault(manifest.subject.parsed_digest(), set()).add(digest)
+        pending = [d for d in repo.tags.values() if d in repo.revisions]
+        pending += [d for d in repo.revisions if await self._recent(d, repo.revisions[d])]
+        keep: set[Digest] = set()
+        while pending:
+            digest = pending.pop()
+            if digest in keep or digest not in repo.revisions:
+                continue
+            keep.add(digest)
+            found = parsed.get(digest)
+            if found is not None:
+                pending += [c.parsed_digest() for c in found.children]
+                pending += [found.subject.parsed_digest()] if found.subject else []
+            pending += referrers.get(digest, set())
+        return keep
+
+    async def _recent(self, digest: Digest, *times: float) -> bool:
+        """True if ``digest`` (or one of its records, by ``times``) was used within the grace period."""
+        return max(times, default=0.0) >= self.cutoff or await self.store.blobs.last_use(digest) >= self.cutoff
+
+    # -- sweep --------------------------------------------------------------------------------------
+
+    async def _delete_manifest(self, repo: _Repo, digest: Digest, manifest: ParsedManifest | None) -> None:
+        revision = key("revision_link", name=repo.name, digest=digest)
+        async with self.store.blobs.usage.lock:
+            if await self._recent(digest, await links.modified(self.driver, revision)):
+                return
+            if not self.options.dry_run:
+                if manifest is not None and manifest.subject is not None:
+                    subject = manifest.subject.parsed_digest()
+                    await self._delete(key("referrer", name=repo.name, digest=subject, referrer=digest))
+                await self._delete(key("revision", name=repo.name, digest=digest))
+        repo.revisions.pop(digest, None)
+        self.report.manifests_deleted.append(f"{repo.name}@{digest}")
+
+    async def _sweep_repository(self, repo: _Repo, needed: set[Digest], keep: set[Digest]) -> None:
+        for digest in repo.layers:
+            if digest not in needed:
+                await self._delete_record(key("layer_link", name=repo.name, digest=digest), digest)
+        for tag, target in repo.tags.items():
+            if target not in keep:
+                link = key("tag_link", name=repo.name, tag=tag)
+                await self._delete_record(link, target, key("tag", name=repo.name, tag=tag))
+        for subject, referrer in repo.referrers:
+            if referrer not in keep:
+                await self._delete_record(key("referrer", name=repo.name, digest=subject, referrer=referrer), referrer)
+        for upload_id, files in repo.uploads.items():
+            await self._purge_upload(repo.name, upload_id, files)
+
+    async def _delete_record(self, path: str, digest: Digest | None, folder: str = "") -> None:
+        """Delete one repository record (or its ``folder``) unless it, or the digest it names, was
+        written or used within the grace period. Re-checked under the usage lock, right before deleting."""
+        async with self.store.blobs.usage.lock:
+            recent = digest is not None and await self._recent(digest)
+            if recent or await links.modified(self.driver, path) >= self.cutoff:
+                return
+            if not self.options.dry_run:
+                await self._delete(folder or path)
+        self.report.records_deleted += 1
+
+    async def _purge_upload(self, name: str, upload_id: str, files: list[FileInfo]) -> None:
+        started = await links.read_optional(self.driver, key("upload_started", name=name, upload=upload_id))
+        try:
+            begun = float(started) if started else max(f.modified for f in files)
+        except ValueError:
+            begun = max(f.modified for f in files)
+        if begun >= self.started - self.options.upload_max_age:
+            return
+        if not self.options.dry_run:
+            await self._delete(key("upload", name=name, upload=upload_id))
+        self.report.uploads_purged += 1
+        self.report.upload_bytes += sum(f.size for f in files if f.path.endswith("/data"))
+
+    async def _sweep_blobs(self) -> None:
+        async for digest in links.digests_in(self.driver, key("blobs"), sharded=True):
+            if digest in self.marked:
+                self.report.blobs_kept += 1
+                continue
+            async with self.store.blobs.usage.lock:
+                if await self._recent(digest):
+                    self.report.blobs_kept += 1
+                    continue
+                size = await self.store.blobs.size(digest) or 0
+                if not self.options.dry_run:
+                    await self._delete(key("blob", digest=digest))
+            self.report.blobs_deleted += 1
+            self.report.blob_bytes += size
+
+    async def _delete(self, path: str) -> None:
+        with contextlib.suppress(PathNotFound):
+            await self.driver.delete(path)
+
+
+def _digest(algorithm: str, hexpart: str) -> Digest | None:
+    try:
+        return parse_digest(f"{algorithm}:{hexpart}")
+    except RegistryError:
+        return None
+
+
+async def collect(store: Store, options: GcOptions) -> GcReport:
+    """Run one garbage collection over ``store``; see the module docstring."""
+    return await Collector(store, options).run()
+
+
+async def run_periodically(store: Store, interval: float, options: GcOptions) -> None:
+    """``gc.interval`` inside ``dockyard serve``: collect every ``interval`` seconds until cancelled.
+    A failed run is logged and retried at the next interval; it never stops the server."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            report = await collect(store, options)
+        except Exception:  # a GC failure must not take the registry down
+            log.exception("garbage collection failed; retrying in %.0f s", interval)
+            continue
+        log.info(report.summary())
