@@ -92,7 +92,7 @@ def scrub(config_file: Path | None, data_dir: Path | None, repair: bool) -> None
     """Re-hash every blob and check every manifest's references. Exit 1 when anything is wrong."""
     from registry.store.scrub import scrub as run_scrub
 
-    report = run_on_storage(settings_from_flags(config_file, data_dir), lambda s: run_scrub(s.driver, repair=repair))
+    report = run_on_storage(settings_from_flags(config_file, data_dir), lambda store: run_scrub(store, repair=repair))
     for digest in report.corrupt:
         moved = " (moved to quarantine)" if digest in report.quarantined else ""
         click.echo(f"corrupt blob: {digest}{moved}")

@@ -16,6 +16,7 @@ class Checked:
     def __init__(self, inner: StorageDriver) -> None:
         self.inner = inner
         self.name = inner.name
+        self.moves_are_cheap = inner.moves_are_cheap
 
     def _c(self, path: str) -> str:
         return check_path(path, self.name)
@@ -37,6 +38,9 @@ class Checked:
 
     async def list(self, path: str) -> list[str]:
         return await self.inner.list(self._c(path))
+
+    def walk(self, path: str) -> AsyncIterator[FileInfo]:
+        return self.inner.walk(self._c(path))
 
     async def move(self, source: str, dest: str) -> None:
         await self.inner.move(self._c(source), self._c(dest))

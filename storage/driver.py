@@ -60,6 +60,8 @@ class StorageDriver(Protocol):
     """The whole contract. Missing keys raise :class:`storage.errors.PathNotFound`."""
 
     name: str
+    moves_are_cheap: bool
+    """True when :meth:`move` renames in O(1); False when it copies the bytes (S3): callers then avoid it."""
 
     async def get_content(self, path: str) -> bytes:
         """The whole content of a (small) file."""
@@ -85,6 +87,12 @@ class StorageDriver(Protocol):
         """Full keys of the direct children of directory ``path``, sorted. Missing directory: PathNotFound."""
         ...
 
+    def walk(self, path: str) -> AsyncIterator[FileInfo]:
+        """Every file below ``path``, at any depth, with size and time, in no particular order; nothing when
+        ``path`` does not exist. One listing where the backend has one (S3: a flat, paginated listing),
+        so callers that need a whole tree (garbage collection) never stat file by file."""
+        ...
+
     async def move(self, source: str, dest: str) -> None:
         """Move a file, replacing ``dest`` atomically where the backend allows it."""
         ...
@@ -104,14 +112,3 @@ class StorageDriver(Protocol):
     async def close(self) -> None:
         """Release connections and threads."""
         ...
-
-
-async def walk(driver: StorageDriver, path: str) -> AsyncIterator[FileInfo]:
-    """Depth-first walk of every file below ``path`` (directories themselves are not yielded)."""
-    for child in await driver.list(path):
-        info = await driver.stat(child)
-        if info.is_dir:
-            async for sub in walk(driver, child):
-                yield sub
-        else:
-            yield info

@@ -48,12 +48,13 @@ async def _run(path: str, func: Callable[..., T], *args: object) -> T:
 
 def _in_parent(target: Path, action: Callable[[], T], attempts: int = 5) -> T:
     """Create ``target``'s parent directories, then run ``action``; if a concurrent prune removed them in
-    between (FileNotFoundError), create them again and retry, up to ``attempts`` times."""
+    between, create them again and retry, up to ``attempts`` times. (A prune racing ``mkdir`` itself shows
+    as FileExistsError: the directory existed, then was gone before ``mkdir`` could check it.)"""
     for attempt in range(attempts):
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             return action()
-        except FileNotFoundError:
+        except (FileNotFoundError, FileExistsError):
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
@@ -109,6 +110,21 @@ def _list(target: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(target) if _TMP_MARK not in e.name)
 
 
+def _walk(target: Path, root: Path) -> list[FileInfo]:
+    found: list[FileInfo] = []
+    for folder, _, names in os.walk(target):
+        for name in names:
+            if _TMP_MARK in name:
+                continue
+            full = Path(folder) / name
+            try:
+                st = full.stat()
+            except FileNotFoundError:
+                continue  # deleted while walking
+            found.append(FileInfo("/" + str(full.relative_to(root)), st.st_size, st.st_mtime, is_dir=False))
+    return found
+
+
 class FilesystemWriter:
     """Appends to the file at the key; :meth:`commit` fsyncs it once."""
 
@@ -153,6 +169,7 @@ class FilesystemDriver:
     """Stores keys as files below ``root``; ``fsync_puts`` makes :meth:`put_content` durable too."""
 
     name = "filesystem"
+    moves_are_cheap = True
 
     def __init__(self, root: Path, fsync_puts: bool = False) -> None:
         self.root = root.resolve()
@@ -196,6 +213,10 @@ class FilesystemDriver:
         names = await _run(path, _list, self._full(path))
         prefix = "" if path == "/" else path
         return [f"{prefix}/{name}" for name in names]
+
+    async def walk(self, path: str) -> AsyncIterator[FileInfo]:
+        for info in await _run(path, _walk, self._full(path), self.root):
+            yield info
 
     async def move(self, source: str, dest: str) -> None:
         await _run(source, _move, self._full(source), self._full(dest), self.root)

@@ -47,6 +47,7 @@ class MemoryDriver:
     """Keys in a dict: ``files[key] = (content, modified)``. Directories are implied by longer keys."""
 
     name = "memory"
+    moves_are_cheap = True
 
     def __init__(self) -> None:
         self.files: dict[str, tuple[bytes, float]] = {}
@@ -93,6 +94,12 @@ class MemoryDriver:
         if not children:
             raise PathNotFound(path, self.name)
         return sorted(children)
+
+    async def walk(self, path: str) -> AsyncIterator[FileInfo]:
+        prefix = path.rstrip("/") + "/"
+        for key, (data, modified) in list(self.files.items()):
+            if key.startswith(prefix):
+                yield FileInfo(path=key, size=len(data), modified=modified, is_dir=False)
 
     async def move(self, source: str, dest: str) -> None:
         self.files[dest] = (self._get(source), time.time())

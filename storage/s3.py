@@ -33,6 +33,7 @@ class S3Driver:
     """Stores each key as one object; see the module docstring."""
 
     name = "s3"
+    moves_are_cheap = False
 
     def __init__(self, config: S3Settings) -> None:
         self.config = config
@@ -177,22 +178,23 @@ class S3Driver:
                 return FileInfo(path=path, size=int(head["ContentLength"]), modified=modified, is_dir=False)
             except PathNotFound:
                 pass
-        size = await self._state_size(path)
-        if size is not None:
-            return FileInfo(path=path, size=size, modified=0.0, is_dir=False)
+        unfinished = await self._unfinished(path)
+        if unfinished is not None:
+            return unfinished
         listing = await self.call(path, "list_objects_v2", Bucket=self.bucket, Prefix=self._dir_prefix(path), MaxKeys=1)
         if not listing.get("Contents"):
             raise PathNotFound(path, self.name)
         return FileInfo(path=path, size=0, modified=listing["Contents"][0]["LastModified"].timestamp(), is_dir=True)
 
-    async def _state_size(self, path: str) -> int | None:
-        """Size of an unfinished (closed, uncommitted) writer's content, or None."""
+    async def _unfinished(self, path: str) -> FileInfo | None:
+        """An unfinished (closed, uncommitted) writer's content: its size, and when it was last closed."""
         try:
             state = MultipartState.from_json(await self._get_side(path, STATE_SUFFIX))
             tail = await self.call(path, "head_object", Bucket=self.bucket, Key=self.s3_key(path, TAIL_SUFFIX))
         except PathNotFound:
             return None
-        return state.parts_size + int(tail["ContentLength"])
+        size = state.parts_size + int(tail["ContentLength"])
+        return FileInfo(path=path, size=size, modified=tail["LastModified"].timestamp(), is_dir=False)
 
     def _dir_prefix(self, path: str) -> str:
         return self.s3_key(path).rstrip("/") + "/" if path != "/" else (f"{self._prefix}/" if self._prefix else "")
@@ -208,6 +210,19 @@ class S3Driver:
             raise PathNotFound(path, self.name)
         base = "" if path == "/" else path
         return sorted(f"{base}/{name}" for name in names)
+
+    async def walk(self, path: str) -> AsyncIterator[FileInfo]:
+        prefix = self._dir_prefix(path)
+        base = "" if path == "/" else path
+        async for page in self._pages(path, prefix):
+            for obj in page.get("Contents", []):
+                name = obj["Key"][len(prefix) :]
+                if "~" not in name:
+                    yield FileInfo(f"{base}/{name}", int(obj["Size"]), obj["LastModified"].timestamp(), is_dir=False)
+                elif name.endswith(STATE_SUFFIX) and (
+                    info := await self._unfinished(f"{base}/{name[: -len(STATE_SUFFIX)]}")
+                ):
+                    yield info
 
     async def move(self, source: str, dest: str) -> None:
         await self.stat(source)

@@ -1,9 +1,16 @@
-"""Content-addressed blobs: stored once under ``blobs/``, linked into each repository that holds them."""
+"""Content-addressed blobs: stored once under ``blobs/``, linked into each repository that holds them.
+
+A blob's bytes are either its ``data`` file or, where the driver cannot rename cheaply (S3), the upload
+object its ``object`` pointer names (see :mod:`registry.store.paths`). :meth:`BlobStore.locate` hides
+which; everything that reads or deletes bytes goes through it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +23,9 @@ from registry.store.usage import MARKER_REFRESH, Usage
 from storage.driver import StorageDriver
 from storage.errors import PathNotFound
 
+SMALL_CACHE_BYTES = 32 << 20  # immutable small blobs (manifests) kept in memory, least recently used first
+_SMALL = 4 << 20
+
 
 @dataclass(frozen=True)
 class BlobInfo:
@@ -27,12 +37,69 @@ class BlobInfo:
     storage_key: str
 
 
+@dataclass(frozen=True)
+class Located:
+    """Where a blob's bytes are: the storage key holding them, and their size."""
+
+    storage_key: str
+    size: int
+
+
 class BlobStore:
     """Global blob bytes plus per-repository links. A blob is visible in a repository only once linked."""
 
     def __init__(self, driver: StorageDriver, usage: Usage | None = None) -> None:
         self.driver = driver
         self.usage = usage or Usage()
+        self._small: OrderedDict[Digest, bytes] = OrderedDict()
+        self._small_bytes = 0
+
+    # -- where the bytes are ------------------------------------------------------------------------
+
+    async def locate(self, digest: Digest) -> Located | None:
+        """The key and size of the blob's bytes, or None if the registry does not have it."""
+        pointer = await links.read_optional(self.driver, key("blob_object", digest=digest))
+        if pointer is not None:
+            record = json.loads(pointer)
+            return Located(str(record["key"]), int(record["size"]))
+        try:
+            data = key("blob_data", digest=digest)
+            return Located(data, (await self.driver.stat(data)).size)
+        except PathNotFound:
+            return None
+
+    async def size(self, digest: Digest) -> int | None:
+        """Size of the global blob, or None if the registry does not have it."""
+        located = await self.locate(digest)
+        return located.size if located else None
+
+    async def publish(self, digest: Digest, source: str, size: int) -> None:
+        """Make the verified bytes at ``source`` the blob ``digest``: renamed into place where that is
+        cheap, else left where they are with a pointer (no copy of the bytes either way). When the
+        registry already has the blob, ``source`` is deleted instead."""
+        if await self.locate(digest) is not None:
+            await links.delete_optional(self.driver, source)
+        elif self.driver.moves_are_cheap:
+            await self.driver.move(source, key("blob_data", digest=digest))
+        else:
+            record = json.dumps({"key": source, "size": size}).encode()
+            await self.driver.put_content(key("blob_object", digest=digest), record)
+
+    async def remove(self, digest: Digest) -> None:
+        """Delete the blob's bytes, wherever they are, and its records."""
+        located = await self.locate(digest)
+        if located is not None and located.storage_key != key("blob_data", digest=digest):
+            await links.delete_optional(self.driver, located.storage_key)
+        await links.delete_optional(self.driver, key("blob", digest=digest))
+        self._forget(digest)
+
+    async def quarantine(self, digest: Digest, located: Located) -> None:
+        """Move corrupt bytes aside to ``quarantine/`` so they are no longer served (scrub --repair)."""
+        await self.driver.move(located.storage_key, key("quarantine", digest=digest))
+        await links.delete_optional(self.driver, key("blob_object", digest=digest))
+        self._forget(digest)
+
+    # -- usage, for garbage collection --------------------------------------------------------------
 
     async def claim(self, digests: Iterable[Digest]) -> None:
         """Declare that a write about to happen relies on ``digests`` (see :mod:`registry.store.usage`):
@@ -42,24 +109,21 @@ class BlobStore:
         await asyncio.gather(*(self._mark_used(digest) for digest in wanted))
 
     async def _mark_used(self, digest: Digest) -> None:
-        stored = await links.modified(self.driver, key("blob_data", digest=digest))
-        if 0 < stored < time.time() - MARKER_REFRESH:
+        if 0 < await self._stored_at(digest) < time.time() - MARKER_REFRESH:
             await self.driver.put_content(key("blob_used", digest=digest), b"")
+
+    async def _stored_at(self, digest: Digest) -> float:
+        return max([await links.modified(self.driver, key(k, digest=digest)) for k in ("blob_object", "blob_data")])
 
     async def last_use(self, digest: Digest) -> float:
         """The latest of: the blob's storage time, its ``used`` marker, its use in this process (UNIX time)."""
         return max(
             self.usage.last_used(digest),
-            await links.modified(self.driver, key("blob_data", digest=digest)),
+            await self._stored_at(digest),
             await links.modified(self.driver, key("blob_used", digest=digest)),
         )
 
-    async def size(self, digest: Digest) -> int | None:
-        """Size of the global blob, or None if the registry does not have it."""
-        try:
-            return (await self.driver.stat(key("blob_data", digest=digest))).size
-        except PathNotFound:
-            return None
+    # -- repository links ---------------------------------------------------------------------------
 
     async def is_linked(self, name: str, digest: Digest) -> bool:
         """True if repository ``name`` holds the blob (as a layer/config or as one of its manifests)."""
@@ -76,13 +140,12 @@ class BlobStore:
         """The blob of repository ``name``, or BLOB_UNKNOWN. Counts as a use (clients HEAD a blob to skip
         uploading it, then push a manifest naming it)."""
         await self.usage.record([digest])
-        size = await self.size(digest) if await self.is_linked(name, digest) else None
-        if size is None:
+        located = await self.locate(digest) if await self.is_linked(name, digest) else None
+        if located is None:
             raise RegistryError(
                 ErrorCode.BLOB_UNKNOWN, f"blob {digest} unknown to repository {name}", {"digest": str(digest)}
             )
-        data_key = key("blob_data", digest=digest)
-        return BlobInfo(digest, size, self.driver.local_path(data_key), data_key)
+        return BlobInfo(digest, located.size, self.driver.local_path(located.storage_key), located.storage_key)
 
     async def unlink(self, name: str, digest: Digest) -> None:
         """Remove the blob from repository ``name`` (the bytes stay until garbage collection)."""
@@ -91,11 +154,38 @@ class BlobStore:
                 ErrorCode.BLOB_UNKNOWN, f"blob {digest} unknown to repository {name}", {"digest": str(digest)}
             )
 
+    # -- small blobs (manifests) --------------------------------------------------------------------
+
     async def put_small(self, data: bytes, digest: Digest) -> None:
         """Store small content (a manifest) as a global blob, atomically, unless it is already there."""
-        if await self.size(digest) is None:
+        if await self.locate(digest) is None:
             await self.driver.put_content(key("blob_data", digest=digest), data)
 
     async def read_small(self, digest: Digest) -> bytes:
-        """The whole content of a (small) global blob."""
-        return await self.driver.get_content(key("blob_data", digest=digest))
+        """The whole content of a (small) global blob. Content never changes for a digest, so it is
+        served from memory once read; a deleted blob leaves the cache with :meth:`remove`."""
+        cached = self._small.get(digest)
+        if cached is not None:
+            self._small.move_to_end(digest)
+            return cached
+        located = await self.locate(digest)
+        if located is None:
+            raise PathNotFound(key("blob_data", digest=digest), self.driver.name)
+        data = await self.driver.get_content(located.storage_key)
+        self._remember(digest, data)
+        return data
+
+    def _remember(self, digest: Digest, data: bytes) -> None:
+        """Cache ``data`` if small and if it is what ``digest`` says (bytes rotten on disk are not kept)."""
+        if len(data) > _SMALL or Digest.of(data, digest.algorithm) != digest:
+            return
+        self._small[digest] = data
+        self._small_bytes += len(data)
+        while self._small_bytes > SMALL_CACHE_BYTES:
+            _, dropped = self._small.popitem(last=False)
+            self._small_bytes -= len(dropped)
+
+    def _forget(self, digest: Digest) -> None:
+        dropped = self._small.pop(digest, None)
+        if dropped is not None:
+            self._small_bytes -= len(dropped)

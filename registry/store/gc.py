@@ -25,7 +25,9 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from registry.errors import RegistryError
 from registry.manifests import ParsedManifest, parse_manifest
@@ -33,10 +35,11 @@ from registry.reference import Digest, parse_digest
 from registry.store import Store, links
 from registry.store.paths import key
 from registry.store.repos import repositories
-from storage.driver import FileInfo, walk
+from storage.driver import FileInfo
 from storage.errors import PathNotFound
 
 log = logging.getLogger("dockyard.gc")
+T = TypeVar("T")
 DEFAULT_GRACE = 3600.0
 DEFAULT_UPLOAD_MAX_AGE = 7 * 86400.0
 CLOCK_SLACK = 2.0  # S3 reports whole seconds; markers are refreshed at most once a second
@@ -100,6 +103,8 @@ class Collector:
         self.cutoff = self.started - options.grace - CLOCK_SLACK
         self.report = GcReport(dry_run=options.dry_run)
         self.marked: set[Digest] = set()
+        self.sessions: set[str] = set()  # upload sessions seen (their objects are handled with them)
+        self.pointed: set[str] = set()  # upload objects that are blobs' bytes
 
     async def run(self) -> GcReport:
         """Collect every repository, then the blobs none of them needs."""
@@ -107,6 +112,7 @@ class Collector:
             self.report.repositories += 1
             await self._collect_repository(await self._scan(name))
         await self._sweep_blobs()
+        await self._sweep_objects()
         return self.report
 
     # -- scan ---------------------------------------------------------------------------------------
@@ -116,9 +122,8 @@ class Collector:
         base = key("repo", name=name)
         for entry in await links.children(self.driver, base):
             if entry.startswith("_"):
-                with contextlib.suppress(PathNotFound):
-                    async for info in walk(self.driver, f"{base}/{entry}"):
-                        await self._classify(repo, info, info.path[len(base) + 1 :].split("/"))
+                async for info in self.driver.walk(f"{base}/{entry}"):
+                    await self._classify(repo, info, info.path[len(base) + 1 :].split("/"))
         return repo
 
     async def _classify(self, repo: _Repo, info: FileInfo, parts: list[str]) -> None:
@@ -156,12 +161,11 @@ class Collector:
     async def _parse(self, name: str, digest: Digest) -> ParsedManifest | None:
         """The stored manifest, parsed as on push; None when its record or bytes are gone or unreadable."""
         record = await links.read_optional(self.driver, key("revision_link", name=name, digest=digest))
-        body = await links.read_optional(self.driver, key("blob_data", digest=digest))
-        if record is None or body is None:
+        if record is None:
             return None
         try:
-            return parse_manifest(body, json.loads(record)["mediaType"])
-        except (RegistryError, ValueError, KeyError, TypeError):
+            return parse_manifest(await self.store.blobs.read_small(digest), json.loads(record)["mediaType"])
+        except (PathNotFound, RegistryError, ValueError, KeyError, TypeError):
             return None
 
     async def _kept_manifests(self, repo: _Repo, parsed: dict[Digest, ParsedManifest]) -> set[Digest]:
@@ -235,31 +239,86 @@ class Collector:
             begun = float(started) if started else max(f.modified for f in files)
         except ValueError:
             begun = max(f.modified for f in files)
+        self.sessions.add(upload_id)
         if begun >= self.started - self.options.upload_max_age:
             return
+        size = await self._size(key("upload_data", upload=upload_id))
         if not self.options.dry_run:
-            await self._delete(key("upload", name=name, upload=upload_id))
+            await self.store.uploads.discard(name, upload_id)
         self.report.uploads_purged += 1
-        self.report.upload_bytes += sum(f.size for f in files if f.path.endswith("/data"))
+        self.report.upload_bytes += size
 
     async def _sweep_blobs(self) -> None:
-        async for digest in links.digests_in(self.driver, key("blobs"), sharded=True):
-            if digest in self.marked:
+        stored = await self._stored_blobs()
+        pointers = [digest for digest, files in stored.items() if "object" in files]
+        for found in await _bounded(self.store.blobs.locate(d) for d in pointers):
+            if found is not None:
+                self.pointed.add(found.storage_key)
+        for digest, files in stored.items():
+            listed = max(f.modified for f in files.values())
+            if digest in self.marked or max(listed, self.store.blobs.usage.last_used(digest)) >= self.cutoff:
                 self.report.blobs_kept += 1
                 continue
             async with self.store.blobs.usage.lock:
-                if await self._recent(digest):
+                located = await self.store.blobs.locate(digest)
+                if await self._recent(digest):  # checked again, fresh, right before deleting
                     self.report.blobs_kept += 1
                     continue
-                size = await self.store.blobs.size(digest) or 0
                 if not self.options.dry_run:
-                    await self._delete(key("blob", digest=digest))
+                    await self.store.blobs.remove(digest)
             self.report.blobs_deleted += 1
-            self.report.blob_bytes += size
+            self.report.blob_bytes += located.size if located else 0
+
+    async def _stored_blobs(self) -> dict[Digest, dict[str, FileInfo]]:
+        """Every blob folder's files (``data``, ``object``, ``used``) by digest, from one listing."""
+        root = key("blobs")
+        stored: dict[Digest, dict[str, FileInfo]] = {}
+        async for info in self.driver.walk(root):
+            parts = info.path[len(root) + 1 :].split("/")
+            if len(parts) == 4 and (digest := _digest(parts[0], parts[2])):
+                stored.setdefault(digest, {})[parts[3]] = info
+        return stored
+
+    async def _sweep_objects(self) -> None:
+        """Upload objects that neither a live session nor a blob owns (an interrupted publish, a removed
+        repository's sessions, a duplicate upload that lost the race) go once older than the grace period."""
+        root = key("objects")
+        async for info in self.driver.walk(root):
+            upload_id = info.path[len(root) + 1 :]
+            if upload_id in self.sessions or info.path in self.pointed or info.modified >= self.cutoff:
+                continue
+            async with self.store.blobs.usage.lock:
+                try:
+                    fresh = await self.driver.stat(info.path)
+                except PathNotFound:
+                    continue  # published (renamed) or discarded meanwhile
+                if fresh.modified >= self.cutoff:
+                    continue
+                if not self.options.dry_run:
+                    await self._delete(info.path)
+            self.report.uploads_purged += 1
+            self.report.upload_bytes += fresh.size
+
+    async def _size(self, path: str) -> int:
+        try:
+            return (await self.driver.stat(path)).size
+        except PathNotFound:
+            return 0
 
     async def _delete(self, path: str) -> None:
         with contextlib.suppress(PathNotFound):
             await self.driver.delete(path)
+
+
+async def _bounded(work: Iterable[Awaitable[T]], limit: int = 16) -> list[T]:
+    """Await ``work`` concurrently, at most ``limit`` at a time, results in order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(item: Awaitable[T]) -> T:
+        async with gate:
+            return await item
+
+    return await asyncio.gather(*(one(item) for item in work))
 
 
 def _digest(algorithm: str, hexpart: str) -> Digest | None:

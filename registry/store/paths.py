@@ -3,18 +3,23 @@
 ::
 
     /v1
-    ├── blobs/<alg>/<hex[0:2]>/<hex>/data            content-addressed bytes, once for the whole registry
+    ├── blobs/<alg>/<hex[0:2]>/<hex>/data            content-addressed bytes, once for the whole registry...
+    ├── blobs/<alg>/<hex[0:2]>/<hex>/object          ...or, where moving is a copy (S3), a pointer to its object:
+    │                                                  JSON {"key": "/v1/objects/<uuid>", "size": N}
     ├── blobs/<alg>/<hex[0:2]>/<hex>/used            empty marker, rewritten when a push reuses an old blob (for GC)
+    ├── objects/<uuid>                               the bytes of upload session <uuid> (on S3: of the blob it became)
     ├── quarantine/<alg>/<hex>/data                  corrupt blobs moved aside by ``dockyard scrub --repair``
     └── repositories/<name>/                          <name> may have several components (library/busybox)
         ├── _layers/<alg>/<hex>/link                  "this repository holds blob <alg>:<hex>"
         ├── _manifests/revisions/<alg>/<hex>/link     JSON {"digest", "mediaType"}: a manifest of this repository
         ├── _manifests/tags/<tag>/link                the digest the tag points to
         ├── _referrers/<alg>/<hex>/<alg>-<hex>        descriptor JSON of a manifest whose subject is <alg>:<hex>
-        └── _uploads/<uuid>/{data,startedat}          an upload session: bytes so far and its start time
+        └── _uploads/<uuid>/startedat                 an upload session of this repository and its start time
 
 Repository name components always start with ``[a-z0-9]``, so they never collide with the ``_``-prefixed
 directories. Manifests are stored as blobs too (their bytes under ``blobs/``), and only linked here.
+Publishing an upload renames ``objects/<uuid>`` to the blob's ``data`` where the driver renames cheaply
+(filesystem, memory); on S3, where a rename is a full copy, the object stays and ``object`` points at it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ Kind = Literal[
     "blob",
     "blob_data",
     "blob_used",
+    "blob_object",
+    "objects",
     "quarantine",
     "repo",
     "layer_link",
@@ -72,6 +79,10 @@ def key(
             return key("blob", digest=digest) + "/data"
         case "blob_used":
             return key("blob", digest=digest) + "/used"
+        case "blob_object":
+            return key("blob", digest=digest) + "/object"
+        case "objects":
+            return f"{ROOT}/objects"
         case "quarantine":
             return f"{ROOT}/quarantine/{d}/data"
         case "repo":
@@ -102,7 +113,7 @@ def key(
         case "upload":
             return f"{repo}/_uploads/{upload}"
         case "upload_data":
-            return f"{repo}/_uploads/{upload}/data"
+            return f"{ROOT}/objects/{upload}"
         case "upload_started":
             return f"{repo}/_uploads/{upload}/startedat"
     raise ValueError(f"unknown record kind {kind!r}")

@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from registry.manifests import parse_manifest
 from registry.reference import Digest
 from registry.store import links
 from registry.store.paths import key
 from registry.store.repos import repositories
+
+if TYPE_CHECKING:
+    from registry.store import Store
 from storage.driver import StorageDriver
 from storage.errors import PathNotFound
 
@@ -35,11 +39,11 @@ class ScrubReport:
         return not self.corrupt and not self.missing
 
 
-async def rehash(driver: StorageDriver, digest: Digest) -> tuple[str, int]:
-    """The actual hex digest and size of a stored blob."""
+async def rehash(driver: StorageDriver, storage_key: str, digest: Digest) -> tuple[str, int]:
+    """The actual hex digest (in ``digest``'s algorithm) and size of the bytes at ``storage_key``."""
     hasher = digest.hasher()
     size = 0
-    async for chunk in driver.reader(key("blob_data", digest=digest)):
+    async for chunk in driver.reader(storage_key):
         await asyncio.to_thread(hasher.update, chunk)
         size += len(chunk)
     return str(hasher.hexdigest()), size
@@ -52,36 +56,45 @@ def references(body: bytes, media_type: str) -> list[Digest]:
     return [d.parsed_digest() for d in (*parsed.blobs, *parsed.children)]
 
 
-async def scrub(driver: StorageDriver, repair: bool = False) -> ScrubReport:
+async def scrub(store: Store, repair: bool = False) -> ScrubReport:
     """Check every blob and every manifest; see the module docstring."""
     report = ScrubReport()
-    async for digest in links.digests_in(driver, key("blobs"), sharded=True):
-        try:
-            actual, size = await rehash(driver, digest)
-        except PathNotFound:
-            continue
-        report.blobs_checked += 1
-        report.bytes_checked += size
-        if actual != digest.hex:
-            report.corrupt.append(str(digest))
-            if repair:
-                await driver.move(key("blob_data", digest=digest), key("quarantine", digest=digest))
-                report.quarantined.append(str(digest))
-    async for name in repositories(driver):
-        await _check_repository(driver, name, report)
+    async for digest in links.digests_in(store.driver, key("blobs"), sharded=True):
+        await _check_blob(store, digest, report, repair)
+    async for name in repositories(store.driver):
+        await _check_repository(store, name, report)
     return report
 
 
-async def _check_repository(driver: StorageDriver, name: str, report: ScrubReport) -> None:
+async def _check_blob(store: Store, digest: Digest, report: ScrubReport, repair: bool) -> None:
+    located = await store.blobs.locate(digest)
+    if located is None:
+        return
+    try:
+        actual, size = await rehash(store.driver, located.storage_key, digest)
+    except PathNotFound:
+        return
+    report.blobs_checked += 1
+    report.bytes_checked += size
+    if actual != digest.hex:
+        report.corrupt.append(str(digest))
+        if repair:
+            await store.blobs.quarantine(digest, located)
+            report.quarantined.append(str(digest))
+
+
+async def _check_repository(store: Store, name: str, report: ScrubReport) -> None:
+    driver = store.driver
     async for manifest in links.digests_in(driver, key("revisions", name=name)):
         record = await links.read_optional(driver, key("revision_link", name=name, digest=manifest))
         if record is None:
             continue
         report.manifests_checked += 1
-        body = await links.read_optional(driver, key("blob_data", digest=manifest))
-        if body is None:
+        try:
+            body = await store.blobs.read_small(manifest)
+        except PathNotFound:
             report.missing.append((name, str(manifest), str(manifest)))
             continue
         for ref in references(body, json.loads(record)["mediaType"]):
-            if not await links.exists(driver, key("blob_data", digest=ref)):
+            if await store.blobs.size(ref) is None:
                 report.missing.append((name, str(manifest), str(ref)))

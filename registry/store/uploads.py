@@ -1,8 +1,9 @@
 """Blob upload sessions, kept in storage so any process can continue them (after a restart too).
 
-Publishing follows one fixed order: bytes go to ``_uploads/<id>/data``; on the final PUT they are
-fsynced, their digest is verified; the data file is moved atomically to its content-addressed key (or
-dropped if the registry already has that blob); the repository link is written; the session is removed.
+A session is its ``_uploads/<id>/startedat`` record in the repository plus its bytes in ``objects/<id>``.
+Publishing follows one fixed order: on the final PUT the bytes are made durable (the S3 multipart upload
+completes), their digest is verified, they become the blob (:meth:`BlobStore.publish`: a rename where
+cheap, else a pointer, never a copy), the repository link is written, the session record is removed.
 A reader therefore never sees a partial or unverified blob, and a digest mismatch keeps nothing.
 
 The running SHA-256 of a session is kept in this process while its chunks arrive here; when a session
@@ -99,7 +100,7 @@ class UploadStore:
         if not await links.exists(self.driver, key("upload_started", name=name, upload=upload_id)):
             raise _unknown(upload_id)
         try:
-            return (await self.driver.stat(key("upload_data", name=name, upload=upload_id))).size
+            return (await self.driver.stat(key("upload_data", upload=upload_id))).size
         except PathNotFound:
             return 0
 
@@ -128,7 +129,7 @@ class UploadStore:
             )
         if session.offset != current:
             session.hasher = None  # bytes arrived elsewhere: verify by re-reading at the end
-        writer = await self.driver.writer(key("upload_data", name=name, upload=upload_id), append=True)
+        writer = await self.driver.writer(key("upload_data", upload=upload_id), append=True)
         try:
             async for piece in buffered(body):
                 if session.hasher is not None:
@@ -152,41 +153,42 @@ class UploadStore:
         session = self._session(upload_id)
         async with session.lock:
             size = await self._append_locked(name, upload_id, session, body or _empty(), None, commit=True)
-            actual = await self._digest_of(name, upload_id, session, digest.algorithm)
+            actual = await self._digest_of(upload_id, session, digest.algorithm)
             if actual != digest.hex:
-                await self._drop(name, upload_id)
+                await self.discard(name, upload_id)
                 raise RegistryError(
                     ErrorCode.DIGEST_INVALID,
                     f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}",
                     {"expected": str(digest), "actual": f"{digest.algorithm}:{actual}"},
                 )
-            await self._publish(name, upload_id, digest)
+            await self._publish(name, upload_id, digest, size)
             return size
 
-    async def _digest_of(self, name: str, upload_id: str, session: _Session, algorithm: str) -> str:
+    async def _digest_of(self, upload_id: str, session: _Session, algorithm: str) -> str:
         if session.hasher is not None and session.hasher.name == algorithm:
             return str(session.hasher.hexdigest())
         hasher = Digest(algorithm, "").hasher()
-        async for piece in self.driver.reader(key("upload_data", name=name, upload=upload_id)):
+        async for piece in self.driver.reader(key("upload_data", upload=upload_id)):
             await asyncio.to_thread(hasher.update, piece)
         return str(hasher.hexdigest())
 
-    async def _publish(self, name: str, upload_id: str, digest: Digest) -> None:
-        data = key("upload_data", name=name, upload=upload_id)
+    async def _publish(self, name: str, upload_id: str, digest: Digest, size: int) -> None:
         await self.blobs.claim([digest])
-        if await self.blobs.size(digest) is None:
-            await self.driver.move(data, key("blob_data", digest=digest))
+        await self.blobs.publish(digest, key("upload_data", upload=upload_id), size)
         await self.blobs.link(name, digest)
-        await self._drop(name, upload_id)
-
-    async def _drop(self, name: str, upload_id: str) -> None:
         await links.delete_optional(self.driver, key("upload", name=name, upload=upload_id))
+        self._sessions.pop(upload_id, None)
+
+    async def discard(self, name: str, upload_id: str) -> None:
+        """Forget the session and delete its bytes."""
+        await links.delete_optional(self.driver, key("upload", name=name, upload=upload_id))
+        await links.delete_optional(self.driver, key("upload_data", upload=upload_id))
         self._sessions.pop(upload_id, None)
 
     async def cancel(self, name: str, upload_id: str) -> None:
         """Abandon a session and its bytes."""
         await self.offset(name, upload_id)
-        await self._drop(name, upload_id)
+        await self.discard(name, upload_id)
 
     async def mount(self, name: str, digest: Digest, source: str | None) -> bool:
         """Link an existing blob into ``name`` without an upload: from repository ``source`` when given,

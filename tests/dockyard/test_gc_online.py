@@ -138,7 +138,9 @@ def online(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Online]:
     if request.param == "s3":
         server: S3Server = request.getfixturevalue("s3")
         storage = server.registry_env(server.new_bucket(), prefix="online")
-    env = {"DOCKYARD_GC__INTERVAL": "1", "DOCKYARD_GC__GRACE": "2s", "DOCKYARD_GC__DELETE_UNTAGGED": "true", **storage}
+    # the server's own collector runs every 2 s; with a grace longer than the test it leaves the old
+    # garbage to the `dockyard gc --grace 2s` runs, so pushes reuse it while those sweep it
+    env = {"DOCKYARD_GC__INTERVAL": "2", "DOCKYARD_GC__GRACE": "5m", "DOCKYARD_GC__DELETE_UNTAGGED": "true", **storage}
     with live_registry(tmp_path, env=env) as registry:
         yield Online(registry, storage, [] if storage else ["--data", str(registry.data)])
 

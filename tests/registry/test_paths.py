@@ -30,7 +30,12 @@ TABLE = [
     ),
     (("uploads",), {"name": "a"}, "/v1/repositories/a/_uploads"),
     (("upload",), {"name": "a", "upload": "u-1"}, "/v1/repositories/a/_uploads/u-1"),
-    (("upload_data",), {"name": "a", "upload": "u-1"}, "/v1/repositories/a/_uploads/u-1/data"),
+    (("upload_data",), {"upload": "u-1"}, "/v1/objects/u-1"),
+    (("objects",), {}, "/v1/objects"),
+    (("blobs",), {}, "/v1/blobs"),
+    (("blob",), {"digest": D}, f"/v1/blobs/sha256/ab/ab{H}"),
+    (("blob_object",), {"digest": D}, f"/v1/blobs/sha256/ab/ab{H}/object"),
+    (("blob_used",), {"digest": D}, f"/v1/blobs/sha256/ab/ab{H}/used"),
     (("upload_started",), {"name": "a", "upload": "u-1"}, "/v1/repositories/a/_uploads/u-1/startedat"),
 ]
 

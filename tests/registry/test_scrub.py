@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,6 @@ from registry import keys
 from registry.app import create_app
 from registry.config import S3Storage, Settings
 from registry.reference import parse_digest
-from registry.store.paths import key
 from registry.store.scrub import scrub
 from tests.registry.conftest import Client, ClientFactory
 from tests.support.oci import error_code, push_image
@@ -18,8 +18,11 @@ from tests.support.s3 import S3Server
 
 
 async def corrupt(client: Client, digest: str) -> None:
-    driver = client.server.app[keys.STORE].driver  # type: ignore[union-attr]
-    await driver.put_content(key("blob_data", digest=parse_digest(digest)), b"rotten bytes")
+    """Overwrite the blob's bytes wherever they are stored (its data file, or the object its pointer names)."""
+    store = client.server.app[keys.STORE]  # type: ignore[union-attr]
+    located = await store.blobs.locate(parse_digest(digest))
+    assert located is not None
+    await store.driver.put_content(located.storage_key, b"rotten bytes")
 
 
 async def layer_digest(client: Client, tag: str) -> str:
@@ -29,23 +32,23 @@ async def layer_digest(client: Client, tag: str) -> str:
 
 async def test_scrub_finds_and_quarantines_corrupt_blob(client: Client) -> None:
     await push_image(client, "lib/app", "v1")
-    driver = client.server.app[keys.STORE].driver  # type: ignore[union-attr]
-    clean = await scrub(driver)
+    store = client.server.app[keys.STORE]  # type: ignore[union-attr]
+    clean = await scrub(store)
     assert clean.clean
     assert clean.blobs_checked == 3
     assert clean.manifests_checked == 1
     bad = await layer_digest(client, "v1")
     await corrupt(client, bad)
-    report = await scrub(driver)
+    report = await scrub(store)
     assert report.corrupt == [bad]
     assert report.quarantined == []
     assert (await client.get(f"/v2/lib/app/blobs/{bad}")).status == 200  # not repaired yet
-    repaired = await scrub(driver, repair=True)
+    repaired = await scrub(store, repair=True)
     assert repaired.quarantined == [bad]
     resp = await client.get(f"/v2/lib/app/blobs/{bad}")
     assert resp.status == 404
     assert await error_code(resp) == "BLOB_UNKNOWN"
-    after = await scrub(driver)
+    after = await scrub(store)
     assert after.corrupt == []
     assert [(repo, missing) for repo, _, missing in after.missing] == [("lib/app", bad)]
 
@@ -72,8 +75,10 @@ async def test_scrub_corruption_in_bucket(aiohttp_client: ClientFactory, s3: S3S
     await push_image(client, "lib/app", "v1")
     bad = await layer_digest(client, "v1")
     algorithm, hexpart = bad.split(":")
-    s3.client().put_object(Bucket=bucket, Key=f"p/v1/blobs/{algorithm}/{hexpart[:2]}/{hexpart}/data", Body=b"flipped")
-    driver = client.server.app[keys.STORE].driver  # type: ignore[union-attr]
-    report = await scrub(driver, repair=True)
+    blob_folder = f"p/v1/blobs/{algorithm}/{hexpart[:2]}/{hexpart}"
+    pointer = json.loads(s3.client().get_object(Bucket=bucket, Key=f"{blob_folder}/object")["Body"].read())
+    s3.client().put_object(Bucket=bucket, Key="p" + pointer["key"], Body=b"flipped")  # the upload object, in place
+    store = client.server.app[keys.STORE]  # type: ignore[union-attr]
+    report = await scrub(store, repair=True)
     assert report.quarantined == [bad]
     assert (await client.get(f"/v2/lib/app/blobs/{bad}")).status == 404

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from storage.driver import StorageDriver, walk
+from storage.driver import StorageDriver
 from storage.errors import InvalidOffset, InvalidPath, PathNotFound
 
 
@@ -97,8 +97,9 @@ async def test_list_direct_children_sorted(driver: StorageDriver) -> None:
         await driver.put_content(key, b"1")
     assert await driver.list("/d") == ["/d/a", "/d/b", "/d/c"]
     assert await driver.list("/") == ["/d", "/other"]
-    files = sorted([info.path async for info in walk(driver, "/d")])
+    files = sorted([info.path async for info in driver.walk("/d")])
     assert files == ["/d/a/x", "/d/a/y", "/d/b", "/d/c/z/deep"]
+    assert [info async for info in driver.walk("/nothing/here")] == []
 
 
 async def test_list_many_keys(driver: StorageDriver) -> None:
