@@ -19,8 +19,6 @@ import hashlib
 import http.client
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +33,9 @@ from urllib.parse import urlsplit
 
 import boto3
 import botocore.exceptions
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: reuse the test helpers
+from tests.support.server import free_port, stop_process
 
 MiB = 1 << 20
 IO_CHUNK = 1 << 20  # client read/write block size
@@ -141,13 +142,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # --- processes --------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def venv_tool(name: str) -> Path:
     """A console script next to this interpreter (``.venv/bin/NAME``), else one on PATH."""
     local = Path(sys.executable).with_name(name)
@@ -155,18 +149,6 @@ def venv_tool(name: str) -> Path:
     if found is None:
         raise BenchError(f"{name} not found (run `make install` first)")
     return Path(found)
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """Stop a process this script started, by its pid: SIGTERM, then SIGKILL after ``timeout``."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def last_log_line(log: Path) -> str:

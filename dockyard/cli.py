@@ -51,7 +51,7 @@ data_option = click.option(
 @click.option("--listen", help="HOST:PORT to listen on (default 127.0.0.1:5000).")
 @data_option
 def serve(config_file: Path | None, listen: str | None, data_dir: Path | None) -> None:
-    """Run the registry (open, no authentication, by default)."""
+    """Run the registry (open by default; `auth.mode: token` for accounts and docker login)."""
     from registry.serve import serve as run
 
     settings = settings_from_flags(config_file, data_dir, listen=listen)
@@ -176,4 +176,6 @@ def repo_rm(config_file: Path | None, data_dir: Path | None, name: str) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    import dockyard.admin  # noqa: F401 - registers the account commands on the group
+
     cli()

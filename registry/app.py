@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from registry import keys
 from registry.accesslog import stamp_response
@@ -47,10 +48,40 @@ def _start_gc(store: Store, settings: Settings) -> asyncio.Task[None] | None:
     return asyncio.create_task(run_periodically(store, config.interval, options), name="dockyard-gc")
 
 
+def _auth_middlewares(token_mode: bool) -> list[Middleware]:
+    if not token_mode:
+        return []
+    from auth.guard import guard_middleware
+
+    return [guard_middleware]
+
+
+def _add_token_mode(app: web.Application, settings: Settings) -> None:
+    """Accounts, the token service, the account API and the guard on every ``/v2`` route."""
+    from auth.api import add_api_routes
+    from auth.guard import GUARD, Guard
+    from auth.service import add_token_routes
+
+    async def guard_ctx(app: web.Application) -> AsyncIterator[None]:
+        guard = await Guard.open(settings)
+        app[GUARD] = guard
+        app[keys.ACCESS_CONTROL] = guard
+        yield
+        await guard.close()
+
+    app.cleanup_ctx.append(guard_ctx)
+    add_token_routes(app)
+    add_api_routes(app)
+
+
 def create_app(settings: Settings, driver: StorageDriver | None = None) -> web.Application:
     """The registry app. ``driver`` overrides the configured storage (tests share one between apps)."""
-    app = web.Application(middlewares=[error_middleware], handler_args={"max_field_size": 16384})
+    token_mode = settings.auth.mode == "token"
+    middlewares = [error_middleware, *_auth_middlewares(token_mode)]
+    app = web.Application(middlewares=middlewares, handler_args={"max_field_size": 16384})
     app[keys.SETTINGS] = settings
+    if token_mode:
+        _add_token_mode(app, settings)
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         opened = driver or open_driver(settings.storage)

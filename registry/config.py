@@ -85,6 +85,34 @@ class GcSettings(BaseModel):
     upload_max_age: Duration = Field(7 * 86400.0, description="upload sessions older than this are purged")
 
 
+class AuthSettings(BaseModel):
+    """Who may do what. ``none``: the open registry. ``token``: accounts and the built-in token service."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["none", "token"] = "none"
+    public_url: str | None = Field(None, description="URL clients reach the registry at (default http://<listen>)")
+    service: str = Field("dockyard", description="the token audience, `service` in challenges")
+    issuer: str = Field("dockyard", description="`iss` of issued tokens")
+    state_dir: Path | None = Field(None, description="signing key and SQLite database (default: storage.root)")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in state_dir")
+    key_path: Path | None = Field(None, description="ES256 signing key (default <state_dir>/auth/signing-key.pem)")
+    key_overlap: Duration = Field(3600.0, description="a rotated-out key still verifies tokens this long")
+    token_lifetime: Duration = Field(300.0, gt=0)
+    refresh_lifetime: Duration = Field(30 * 86400.0, gt=0)
+    default_visibility: Literal["public", "private"] = "public"
+    admin_only_top_level: bool = Field(True, description="names without a namespace (busybox) need a site admin")
+    bcrypt_rounds: int = Field(12, ge=4, le=16)
+    login_failures: int = Field(5, gt=0, description="failed logins per client or account before 429")
+    login_window: Duration = Field(300.0, gt=0, description="how long failed logins are remembered")
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^/\s]+(/[^\s]*)?", value):
+            raise ValueError(f"public_url must be an http(s) URL, got {value!r}")
+        return value.rstrip("/") if value else value
+
+
 class Settings(BaseSettings):
     """Every setting of ``dockyard serve``."""
 
@@ -99,6 +127,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = True
     gc: GcSettings = GcSettings()
+    auth: AuthSettings = AuthSettings()
 
     @field_validator("listen")
     @classmethod
@@ -107,6 +136,18 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"listen must be HOST:PORT, got {value!r}")
         return value
+
+    @property
+    def public_url(self) -> str:
+        """The base URL clients use: ``auth.public_url``, else ``http://<listen>``."""
+        return self.auth.public_url or f"http://{self.listen}"
+
+    @property
+    def state_dir(self) -> Path:
+        """Local state (signing key, SQLite): ``auth.state_dir``, else the filesystem storage root."""
+        if self.auth.state_dir is not None:
+            return self.auth.state_dir
+        return self.storage.root if isinstance(self.storage, FilesystemStorage) else Path("./dockyard-state")
 
     @property
     def host(self) -> str:

@@ -38,6 +38,7 @@ class ErrorCode(Enum):
     DENIED = ("DENIED", "requested access to the resource is denied", 403)
     UNSUPPORTED = ("UNSUPPORTED", "the operation is unsupported", 405)
     TOOMANYREQUESTS = ("TOOMANYREQUESTS", "too many requests", 429)
+    INVALID_REQUEST = ("INVALID_REQUEST", "invalid request", 400)  # token service and account API only
     PAGINATION_NUMBER_INVALID = ("PAGINATION_NUMBER_INVALID", "invalid number of results requested", 400)
     RANGE_INVALID = ("BLOB_UPLOAD_INVALID", "requested range not satisfiable", 416)
     PAYLOAD_TOO_LARGE = ("SIZE_INVALID", "payload too large", 413)

@@ -32,7 +32,7 @@ def configure_logging(level: str) -> None:
 def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM."""
     configure_logging(settings.log_level)
-    if not is_loopback(settings.host):
+    if settings.auth.mode == "none" and not is_loopback(settings.host):
         log.warning(
             "WARNING: dockyard listens on %s with no authentication: anyone who can reach it can push, "
             "overwrite and delete images. Enable auth or listen on 127.0.0.1.",

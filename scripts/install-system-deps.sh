@@ -19,6 +19,7 @@ for cmd in "${!NEEDED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEEDED[$cmd]}")
 done
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -q '^sh$' && file -L /bin/busybox 2>/dev/null | grep -q static || missing+=(busybox-static)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)  # Debian keeps initdb and pg_ctl off PATH
 if [ ${#missing[@]} -eq 0 ]; then
   echo "system tools: all present"
   exit 0

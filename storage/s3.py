@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import threading
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +27,53 @@ from storage.s3_writer import STATE_SUFFIX, TAIL_SUFFIX, MultipartState, S3Write
 
 __all__ = ["S3Driver", "S3Settings"]
 
-READ_CHUNK = 1 << 20
+READ_CHUNK = 4 << 20
+PREFETCH = 3
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
 _UNAVAILABLE = {"500", "502", "503", "504", "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"}
+
+
+async def prefetched(stream: Any, depth: int = PREFETCH) -> AsyncIterator[bytes]:
+    """Chunks of a botocore body, read ahead by a thread of its own (at most ``depth`` chunks in memory), so
+    reading from S3 overlaps with whatever the consumer does meanwhile (writing to the client socket).
+    A thread per stream, not the shared executor: a long download must not take a worker from the short
+    calls. The stream is closed when the consumer stops, early or not."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(depth)
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            while not stop.is_set() and (chunk := stream.read(READ_CHUNK)):
+                asyncio.run_coroutine_threadsafe(queue.put(chunk), loop).result()
+            item: bytes | BaseException | None = None
+        except BaseException as exc:  # handed to the consumer
+            item = exc
+        if not stop.is_set():
+            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+
+    done = loop.create_future()
+
+    def finished() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def run() -> None:
+        pump()
+        loop.call_soon_threadsafe(finished)
+
+    threading.Thread(target=run, name="s3-prefetch", daemon=True).start()
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while not queue.empty():  # unblock a pump waiting for room
+            queue.get_nowait()
+        await done
+        stream.close()
 
 
 class S3Driver:
@@ -53,6 +100,7 @@ class S3Driver:
         )
         self._client: Any = session.client("s3", endpoint_url=config.endpoint_url, config=boto_config)
         self._limit = asyncio.Semaphore(config.max_concurrency)
+        self._pool = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3")
 
     def s3_key(self, path: str, suffix: str = "") -> str:
         """The object key of ``path`` (``suffix`` names a side object of it)."""
@@ -71,7 +119,8 @@ class S3Driver:
         """Run one boto3 call in a thread; translate its errors into the storage error family."""
         async with self._limit:
             try:
-                return await asyncio.to_thread(getattr(self._client, operation), **kwargs)
+                call = functools.partial(getattr(self._client, operation), **kwargs)
+                return await asyncio.get_running_loop().run_in_executor(self._pool, call)
             except botocore.exceptions.ClientError as exc:
                 code = str(exc.response.get("Error", {}).get("Code", ""))
                 status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
@@ -91,7 +140,7 @@ class S3Driver:
     async def _read_object(self, path: str, s3_key: str) -> bytes:
         """The whole body of one object (``path`` names it in errors)."""
         response = await self.call(path, "get_object", Bucket=self.bucket, Key=s3_key)
-        return bytes(await asyncio.to_thread(response["Body"].read))
+        return bytes(await asyncio.get_running_loop().run_in_executor(self._pool, response["Body"].read))
 
     async def _pages(self, path: str, prefix: str, delimiter: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """Every ListObjectsV2 page below ``prefix`` (continuation tokens followed)."""
@@ -120,12 +169,8 @@ class S3Driver:
         response = await self.call(
             path, "get_object", Bucket=self.bucket, Key=self.s3_key(path), Range=f"bytes={offset}-"
         )
-        stream = response["Body"]
-        try:
-            while chunk := await asyncio.to_thread(stream.read, READ_CHUNK):
-                yield chunk
-        finally:
-            stream.close()
+        async for chunk in prefetched(response["Body"]):
+            yield chunk
 
     async def writer(self, path: str, append: bool = False) -> Writer:
         if not append:
@@ -276,3 +321,4 @@ class S3Driver:
 
     async def close(self) -> None:
         await asyncio.to_thread(self._client.close)
+        self._pool.shutdown(wait=False)

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from registry import keys
+from registry.access import AccessControl
 from registry.config import Settings
 from registry.errors import ErrorCode, RegistryError
 from registry.reference import Digest, check_name, parse_digest
@@ -21,6 +22,11 @@ def store(request: web.Request) -> Store:
 
 def settings(request: web.Request) -> Settings:
     return request.app[keys.SETTINGS]
+
+
+def access_control(request: web.Request) -> AccessControl | None:
+    """The app's access-control layer, or None for the open registry."""
+    return request.app.get(keys.ACCESS_CONTROL)
 
 
 def repo_name(request: web.Request) -> str:

@@ -7,7 +7,7 @@ import json
 from aiohttp import web
 
 from registry.errors import ErrorCode, RegistryError
-from registry.handlers.common import digest_param, json_response, page, repo_name, store
+from registry.handlers.common import access_control, digest_param, json_response, page, repo_name, store
 from registry.manifests import OCI_INDEX
 
 
@@ -23,7 +23,10 @@ async def list_tags(request: web.Request) -> web.Response:
 
 async def catalog(request: web.Request) -> web.Response:
     """Repository names sorted lexically, paginated like the tags list."""
-    names, link = page(request, await store(request).repos.catalog())
+    names = await store(request).repos.catalog()
+    if (control := access_control(request)) is not None:
+        names = await control.visible(request, names)
+    names, link = page(request, names)
     return json_response({"repositories": names}, {"Link": link} if link else None)
 
 

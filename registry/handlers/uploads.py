@@ -7,7 +7,7 @@ import re
 from aiohttp import web
 
 from registry.errors import ErrorCode, RegistryError
-from registry.handlers.common import body, query_digest, repo_name, settings, store
+from registry.handlers.common import access_control, body, query_digest, repo_name, settings, store
 from registry.reference import Digest, check_name
 from registry.store.uploads import range_header
 
@@ -43,15 +43,24 @@ def _chunk_start(request: web.Request) -> int | None:
     return start
 
 
+def _may_mount(request: web.Request, source: str | None) -> bool:
+    """A mount from ``source`` needs pull access to it; a mount without ``from`` (from anywhere in the
+    registry) is the open registry's ``auto_mount`` only: with access control it could reveal blobs of
+    repositories the caller may not read. Refused mounts fall back to a normal upload (202)."""
+    control = access_control(request)
+    if source is None:
+        return control is None and settings(request).auto_mount
+    return control is None or control.may_pull(request, source)
+
+
 async def start_upload(request: web.Request) -> web.Response:
     """POST: mount (``mount``/``from``), monolithic upload (``digest``), or open a session (202)."""
     name = repo_name(request)
     reg = store(request)
     mount = query_digest(request, "mount")
     if mount is not None:
-        source = request.query.get("from")
-        may_mount = source is not None or settings(request).auto_mount
-        if may_mount and await reg.uploads.mount(name, mount, check_name(source) if source is not None else None):
+        source = check_name(request.query["from"]) if "from" in request.query else None
+        if _may_mount(request, source) and await reg.uploads.mount(name, mount, source):
             return _created(name, mount)
     digest = query_digest(request)
     upload_id = await reg.uploads.start(name)

@@ -1,10 +1,12 @@
-"""S3-specific behaviour beyond the shared contract: no multipart upload is left behind."""
+"""S3-specific behaviour beyond the shared contract: no multipart upload is left behind; reads are prefetched."""
 
 from __future__ import annotations
 
 import os
 
-from storage.s3 import S3Driver, S3Settings
+import pytest
+
+from storage.s3 import S3Driver, S3Settings, prefetched
 from tests.support.s3 import S3Server
 
 
@@ -33,3 +35,55 @@ async def test_redirect_url_is_presigned(s3: S3Server) -> None:
 
     assert requests.get(url, timeout=10).content == b"payload"
     await driver.close()
+
+
+class FakeBody:
+    """A botocore-like body: ``read(n)`` hands out ``chunks`` one by one, then b"" (or raises ``fail``)."""
+
+    def __init__(self, chunks: int, fail: Exception | None = None) -> None:
+        self.left = chunks
+        self.fail = fail
+        self.reads = 0
+        self.closed = False
+
+    def read(self, _size: int) -> bytes:
+        self.reads += 1
+        if self.left == 0:
+            if self.fail is not None:
+                raise self.fail
+            return b""
+        self.left -= 1
+        return b"x" * 10
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_prefetch_delivers_everything_in_order() -> None:
+    body = FakeBody(chunks=50)
+    assert b"".join([chunk async for chunk in prefetched(body, depth=3)]) == b"x" * 500
+    assert body.left == 0
+    assert body.closed
+
+
+async def test_prefetch_stops_reading_when_the_consumer_stops() -> None:
+    body = FakeBody(chunks=10_000)
+    stream = prefetched(body, depth=2)
+    async for _ in stream:
+        break
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert body.reads < 10  # read ahead by at most a few chunks, then stopped
+    assert body.closed
+
+
+async def test_prefetch_hands_read_errors_to_the_consumer() -> None:
+    body = FakeBody(chunks=3, fail=ConnectionResetError("peer went away"))
+    received: list[bytes] = []
+
+    async def consume() -> None:
+        async for chunk in prefetched(body):
+            received.append(chunk)
+
+    with pytest.raises(ConnectionResetError):
+        await consume()
+    assert len(received) == 3

@@ -1,0 +1,1 @@
+"""Accounts and access: users, organizations, repositories, personal access tokens, the token service."""

@@ -1,0 +1,1 @@
+"""Revisions of the account database, oldest first: each file is one Alembic revision."""
