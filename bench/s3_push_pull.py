@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -99,6 +100,7 @@ class SizeResult:
         default_factory=lambda: {r: {op: [] for op in OPERATIONS} for r in REGISTRIES}
     )
     peak_rss: dict[str, int | None] = field(default_factory=dict)
+    raw_completion: float = 0.0  # the S3 server's CompleteMultipartUpload alone, for the finish column
 
 
 # --- command line -----------------------------------------------------------------------------------------
@@ -219,15 +221,35 @@ def start_moto(stack: ExitStack, workdir: Path) -> Server:
     return server
 
 
+def s3_client(endpoint: str) -> Any:
+    """A boto3 client of the moto server."""
+    return boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id=CREDENTIAL, aws_secret_access_key=CREDENTIAL, region_name=REGION
+    )
+
+
+def raw_completion_seconds(endpoint: str, bucket: str, blob: BlobFile) -> float:
+    """The S3 server's own share of finishing an upload: upload ``blob`` with boto3 in parts of the
+    registries' size, then time CompleteMultipartUpload alone (no registry involved)."""
+    client = s3_client(endpoint)
+    key = f"baseline/{uuid.uuid4().hex}"
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    parts: list[dict[str, Any]] = []
+    with blob.path.open("rb") as fh:
+        while chunk := fh.read(PART_SIZE):
+            number = len(parts) + 1
+            etag = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=chunk)["ETag"]
+            parts.append({"PartNumber": number, "ETag": etag})
+    started = time.perf_counter()
+    client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+    seconds = time.perf_counter() - started
+    client.delete_object(Bucket=bucket, Key=key)
+    return seconds
+
+
 def create_buckets(endpoint: str, names: list[str]) -> None:
     """Create the buckets on the moto server."""
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=CREDENTIAL,
-        aws_secret_access_key=CREDENTIAL,
-        region_name=REGION,
-    )
+    client = s3_client(endpoint)
     try:
         for name in names:
             client.create_bucket(Bucket=name)
@@ -467,7 +489,9 @@ def measure_once(server: Server, blob: BlobFile, result: SizeResult, run: int) -
     )
 
 
-def measure_size(servers: dict[str, Server], moto: Server, size: int, runs: int, workdir: Path) -> SizeResult:
+def measure_size(
+    servers: dict[str, Server], moto: Server, size: int, runs: int, workdir: Path, baseline_bucket: str
+) -> SizeResult:
     """All runs of one size, the registries alternating who goes first; peak RSS over this size's runs."""
     result = SizeResult(size)
     watched = [*servers.values(), moto]
@@ -482,6 +506,9 @@ def measure_size(servers: dict[str, Server], moto: Server, size: int, runs: int,
             measure_once(servers[name], blob, result, run)
     for server in watched:
         result.peak_rss[server.name] = peak_rss(server.process.pid)
+    result.raw_completion = raw_completion_seconds(moto.url, baseline_bucket, blob)
+    print(f"  {human_size(size):>5} moto's CompleteMultipartUpload alone (boto3, no registry): "
+          f"{result.raw_completion:.3f}s", flush=True)  # fmt: skip
     blob.path.unlink()
     return result
 
@@ -515,6 +542,8 @@ def print_report(results: list[SizeResult], peak_reset: bool) -> None:
     for result in results:
         for row in table_rows(result):
             print(row)
+        print(f"{human_size(result.size):>5}  {'s3-only':<7} {1:>4}  {result.raw_completion:11.3f}"
+              f"{'':>16}{'':>8}  (moto completing a multipart upload of this size by itself)")  # fmt: skip
     print()
     scope = "during each size's runs" if peak_reset else "since start (VmHWM could not be reset)"
     print(f"peak RSS, MiB ({scope})")
@@ -558,14 +587,17 @@ def run(args: argparse.Namespace) -> None:
     with work_directory(args.keep) as workdir, ExitStack() as stack:
         moto = start_moto(stack, workdir)
         buckets = {name: f"bench-{name}-{uuid.uuid4().hex[:8]}" for name in REGISTRIES}
-        create_buckets(moto.url, list(buckets.values()))
+        baseline = f"bench-baseline-{uuid.uuid4().hex[:8]}"
+        create_buckets(moto.url, [*buckets.values(), baseline])
         starters: dict[str, Callable[[ExitStack, Path, str, str], Server]] = {
             "dockyard": start_dockyard,
             "distribution": start_distribution,
         }
         servers = {name: starters[name](stack, workdir, moto.url, buckets[name]) for name in REGISTRIES}
         peak_reset = all(reset_peak_rss(s.process.pid) for s in (*servers.values(), moto))
-        results = [measure_size(servers, moto, size, runs_for(size, args.runs), workdir) for size in args.sizes]
+        results = [
+            measure_size(servers, moto, size, runs_for(size, args.runs), workdir, baseline) for size in args.sizes
+        ]
         print_report(results, peak_reset)
 
 

@@ -51,6 +51,9 @@ def _unsatisfiable(size: int) -> RegistryError:
     )
 
 
+STREAM_BUFFER = 8 << 20
+
+
 class BlobResponse(web.StreamResponse):
     """Sends ``count`` bytes from ``offset`` of a stored file: sendfile when local, streamed otherwise."""
 
@@ -71,7 +74,7 @@ class BlobResponse(web.StreamResponse):
             return writer
         local = self._driver.local_path(self._key)
         if local is None or request.transport is None or not await self._sendfile(request, writer, os.fspath(local)):
-            await self._stream(writer)  # counted by aiohttp's writer itself
+            await self._stream(writer, request.transport)  # counted by aiohttp's writer itself
         await super().write_eof()
         return writer
 
@@ -88,7 +91,9 @@ class BlobResponse(web.StreamResponse):
         self.body_bytes_sent = self._count
         return True
 
-    async def _stream(self, writer: AbstractStreamWriter) -> None:
+    async def _stream(self, writer: AbstractStreamWriter, transport: asyncio.BaseTransport | None = None) -> None:
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.set_write_buffer_limits(high=STREAM_BUFFER)  # fewer drain waits per remote chunk
         remaining = self._count
         chunks: AsyncIterator[bytes] = self._driver.reader(self._key, self._offset)
         async for chunk in chunks:

@@ -126,6 +126,8 @@ class S3Driver:
                 status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
                 if code in _NOT_FOUND or status == "404":
                     raise PathNotFound(path, self.name) from exc
+                if code == "InvalidRange" or status == "416":
+                    raise InvalidOffset(path, self.name, f"{operation}: range not satisfiable") from exc
                 if code in _UNAVAILABLE or status in _UNAVAILABLE:
                     raise StorageUnavailable(path, self.name, code) from exc
                 raise StorageError(path, self.name, f"{operation}: {code}") from exc
@@ -161,14 +163,16 @@ class S3Driver:
         await self.put_object(path, data)
 
     async def reader(self, path: str, offset: int = 0) -> AsyncIterator[bytes]:
-        size = (await self.stat(path)).size
-        if offset > size:
-            raise InvalidOffset(path, self.name, f"offset {offset} beyond size {size}")
-        if offset == size:
-            return
-        response = await self.call(
-            path, "get_object", Bucket=self.bucket, Key=self.s3_key(path), Range=f"bytes={offset}-"
-        )
+        # one request: no HEAD first (a blob GET already costs its link and pointer reads); only a refused
+        # range costs a stat, to tell "offset at the end" (nothing to read) from "beyond the end"
+        ranged = {"Range": f"bytes={offset}-"} if offset else {}
+        try:
+            response = await self.call(path, "get_object", Bucket=self.bucket, Key=self.s3_key(path), **ranged)
+        except InvalidOffset:
+            size = (await self.stat(path)).size
+            if offset == size:
+                return
+            raise InvalidOffset(path, self.name, f"offset {offset} beyond size {size}") from None
         async for chunk in prefetched(response["Body"]):
             yield chunk
 

@@ -1,0 +1,1 @@
+"""The host side: pull images, unpack layers safely, run containers through runc, commit and push."""
