@@ -24,8 +24,25 @@ T = TypeVar("T")
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dockyard")
-def cli() -> None:
-    """dockyard: a self-hosted OCI container image registry."""
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    envvar="DOCKYARD_ROOT",
+    default=Path("/var/lib/dockyard"),
+    show_default=True,
+    help="State of the container runtime: images, containers, volumes (env DOCKYARD_ROOT).",
+)
+@click.pass_context
+def cli(ctx: click.Context, root: Path) -> None:
+    """dockyard: a self-hosted OCI container image registry, and a daemonless container runtime."""
+    ctx.ensure_object(dict)
+    ctx.obj["root"] = root
+
+
+def runtime_root(ctx: click.Context) -> Path:
+    """The ``--root`` of the runtime commands (``DOCKYARD_ROOT``, default /var/lib/dockyard)."""
+    root: Path = ctx.find_root().obj["root"]
+    return root
 
 
 def settings_from_flags(config_file: Path | None, data_dir: Path | None, **overrides: object) -> Settings:
@@ -176,6 +193,8 @@ def repo_rm(config_file: Path | None, data_dir: Path | None, name: str) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    import dockyard.admin  # noqa: F401 - registers the account commands on the group
+    import dockyard.admin  # noqa: F401 - each of these registers its commands on the group
+    import runtime.cli_containers
+    import runtime.cli_images  # noqa: F401
 
     cli()
