@@ -1,0 +1,102 @@
+"""'Another host': the registry serves from one network namespace, ``dockyard`` pulls from a second one,
+joined only by a veth pair (tests/support/netns.py). Nothing is reachable through the root namespace."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.clients import Skopeo, ToolHome
+from tests.support.images import ImageFactory
+from tests.support.netns import Host, two_hosts
+from tests.support.server import free_port, stop_process
+
+pytestmark = pytest.mark.interop
+
+
+@dataclass(frozen=True)
+class RemoteRegistry:
+    """A ``dockyard serve`` inside ``host``'s namespace, listening on the host's link address."""
+
+    host: Host
+    address: str  # HOST:PORT as the other namespace reaches it
+
+
+def wait_inside(host: Host, url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Poll ``url`` from inside ``host``'s namespace until it answers."""
+    probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=2)"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the registry exited with {process.returncode}")
+        if subprocess.run(host.command(sys.executable, "-c", probe), capture_output=True, timeout=30).returncode == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer from inside {host.netns}")
+
+
+@pytest.fixture(scope="module")
+def image_factory(tmp_path_factory: pytest.TempPathFactory) -> ImageFactory:
+    return ImageFactory(tmp_path_factory.mktemp("two-hosts-images"))
+
+
+@pytest.fixture
+def hosts() -> Iterator[tuple[Host, Host]]:
+    with two_hosts() as pair:
+        yield pair
+
+
+@pytest.fixture
+def remote_registry(hosts: tuple[Host, Host], tmp_path: Path) -> Iterator[RemoteRegistry]:
+    server_host, _ = hosts
+    address = f"{server_host.address}:{free_port()}"
+    log = (tmp_path / "registry.log").open("wb")
+    command = [sys.executable, "-m", "dockyard", "serve", "--listen", address, "--data", str(tmp_path / "data")]
+    process = subprocess.Popen(server_host.command(*command), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_inside(server_host, f"http://{address}/v2/", process)
+        yield RemoteRegistry(server_host, address)
+    finally:
+        stop_process(process)
+        log.close()
+
+
+def dockyard_on(host: Host, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DOCKER_CONFIG": str(root / "docker-config"), "HOME": str(root / "home")}
+    command = host.command(sys.executable, "-m", "dockyard", "--root", str(root / "state"), *args)
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_image_pushed_on_one_host_is_pulled_on_the_other(
+    hosts: tuple[Host, Host], remote_registry: RemoteRegistry, image_factory: ImageFactory, tmp_path: Path
+) -> None:
+    server_host, client_host = hosts
+    image = image_factory.image("two-hosts")
+    skopeo = Skopeo(ToolHome(tmp_path / "pusher"))
+    target = f"docker://{remote_registry.address}/ns/app:v1"
+    push = server_host.command(*skopeo._base(), "copy", "--quiet", "--dest-tls-verify=false", image.oci_ref, target)
+    pushed = subprocess.run(push, capture_output=True, text=True, timeout=120, env=skopeo.home.env)
+    assert pushed.returncode == 0, pushed.stderr
+
+    reference = f"{remote_registry.address}/ns/app:v1"
+    refused = dockyard_on(client_host, tmp_path / "client", "pull", reference)
+    assert refused.returncode == 1  # not loopback: plain HTTP only when the registry is listed as insecure
+    assert len(refused.stderr.strip().splitlines()) == 1
+    pulled = dockyard_on(
+        client_host, tmp_path / "client", "pull", "--insecure-registry", remote_registry.address, reference
+    )
+    assert pulled.returncode == 0, pulled.stderr
+    inspected = dockyard_on(client_host, tmp_path / "client", "inspect", reference)
+    assert inspected.returncode == 0, inspected.stderr
+    assert json.loads(inspected.stdout)[0]["Id"] == image.config_digest
+
+    root_addresses = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, timeout=30).stdout
+    assert "10.231." not in root_addresses  # the link exists only inside the two namespaces
