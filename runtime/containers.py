@@ -1,0 +1,673 @@
+"""Containers: records, the unpacked-layer cache, overlay root filesystems and the lifecycle (create → start →
+stop → rm, exec, commit).
+
+Layout under the runtime root (the image store shares it: ``blobs/``, ``images.json``)::
+
+    root/layers/<chain-id hex>/          one image layer unpacked ONCE (overlay whiteouts), shared by containers
+    root/layers/<chain-id hex>.lock      flock'ed while that layer is unpacked
+    root/containers/<id>/state.json      the supervisor's fields and, under "container", the record of this module
+    root/containers/<id>/config.json     the OCI runtime spec (the container dir is runc's bundle)
+    root/containers/<id>/rootfs/         the overlay mount: lowerdir = layer dirs, upper/ and work/ beside it
+    root/containers/<id>/lower/<n>       short symlinks to the layer dirs (top-most is 0), so the mount options of a
+                                         long chain fit in one page: the mount is made from inside lower/
+    root/containers/.lock                flock'ed while a name is taken
+    root/runc/                           runc's state (never the system default)
+
+Chain ids follow the OCI image spec: ``ChainID(L0) = DiffID(L0)``, ``ChainID(Ln) = sha256(ChainID(Ln-1) + " " +
+DiffID(Ln))``. A layer dir is built in a staging dir and renamed into place, so it exists only complete.
+
+User mistakes raise :class:`ContainerError` (one line); failures of dockyard itself surface as
+``OciRuntimeError``, ``SupervisorError``, ``LayerError`` or ``OSError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from runtime.applier import apply_layer
+from runtime.imagestore import OCI_CONFIG, OCI_LAYER_GZIP, ImageRecord, ImageStore, LayerInfo
+from runtime.layerdiff import LayerDigests, write_layer
+from runtime.ocirt import INHERIT, OciRuntimeError, Runc, Stdio
+from runtime.spec import ETC_FILES, RunOptions, VolumeMount, build_spec, exec_process, merge_env, write_spec
+from runtime.supervisor import (
+    ContainerStatus,
+    Supervised,
+    SupervisorError,
+    read_state,
+    read_status,
+    send_signal,
+    supervise,
+    supervisor_alive,
+    update_state,
+    wait,
+)
+from runtime.users import secure_join
+from runtime.volumes import VOLUME_NAME_RE, VolumeError, VolumeStore, check_volume_name
+
+OVERLAY_OPTIONS = "redirect_dir=off,metacopy=off"
+RUNC_MOUNTPOINTS = (*(f"etc/{name}" for name in ETC_FILES), "proc", "dev", "sys")
+NAME_RE = VOLUME_NAME_RE  # docker's container names follow the same grammar
+KILL_WAIT = 30.0
+_MNT_DETACH = 2
+_ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid", "merry", "quiet", "swift")
+_NOUNS = ("turing", "hopper", "lovelace", "ritchie", "thompson", "knuth", "liskov", "torvalds", "wirth", "kay")
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class ContainerError(Exception):
+    """Something the user asked for cannot be done (unknown container, name in use...); ``str()`` is one line."""
+
+
+# -- layers --------------------------------------------------------------------------------------
+
+
+def chain_ids(diff_ids: Sequence[str]) -> list[str]:
+    """The OCI chain id of every layer, bottom first (see the module docstring)."""
+    result: list[str] = []
+    for diff_id in diff_ids:
+        if not result:
+            result.append(diff_id)
+        else:
+            result.append("sha256:" + hashlib.sha256(f"{result[-1]} {diff_id}".encode()).hexdigest())
+    return result
+
+
+class LayerCache:
+    """Unpacked layers under ``root/layers``, one directory per chain id, each unpacked once."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "layers"
+
+    def path(self, chain_id: str) -> Path:
+        """Where the layer of ``chain_id`` is (or will be) unpacked."""
+        return self.dir / chain_id.partition(":")[2]
+
+    def ensure(self, layers: Sequence[LayerInfo]) -> list[Path]:
+        """The layer dirs of ``layers`` (bottom first), unpacking those not in the cache yet."""
+        ids = chain_ids([layer.diff_id for layer in layers])
+        return [self._ensure_one(layer, cid) for layer, cid in zip(layers, ids, strict=True)]
+
+    def _ensure_one(self, layer: LayerInfo, chain_id: str) -> Path:
+        target = self.path(chain_id)
+        if target.is_dir():
+            return target
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(target.with_name(target.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not target.is_dir():  # another process may have unpacked it while we waited
+                staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.dir))
+                with open(layer.path, "rb") as stream:
+                    apply_layer(stream, staging, label=layer.digest, whiteout_format="overlay")
+                staging.chmod(0o755)
+                os.rename(staging, target)
+        return target
+
+
+# -- overlay -------------------------------------------------------------------------------------
+
+
+def _check(result: int, what: str, path: Path) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what} {path}: {os.strerror(err)}")
+
+
+def is_mounted(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> bool:
+    """True when something is mounted exactly at ``path``."""
+    wanted = str(path.absolute())
+    for line in mountinfo.read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[4].replace("\\040", " ") == wanted:
+            return True
+    return False
+
+
+def mount_overlay(target: Path, lowers: Sequence[Path], upper: Path, work: Path, links: Path) -> None:
+    """Mount an overlay on ``target``: ``lowers`` top-most first, through short symlinks in ``links``."""
+    shutil.rmtree(links, ignore_errors=True)
+    links.mkdir(parents=True)
+    for index, lower in enumerate(lowers):
+        (links / str(index)).symlink_to(lower.absolute())
+    for folder in (upper, work, target):
+        folder.mkdir(parents=True, exist_ok=True)
+    names = ":".join(str(i) for i in range(len(lowers)))
+    data = f"lowerdir={names},upperdir={upper.absolute()},workdir={work.absolute()},{OVERLAY_OPTIONS}"
+    previous = os.getcwd()
+    os.chdir(links)  # relative lower dirs keep the options within one page
+    try:
+        result = _libc.mount(b"overlay", str(target.absolute()).encode(), b"overlay", 0, data.encode())
+        _check(result, "cannot mount the overlay on", target)
+    finally:
+        os.chdir(previous)
+
+
+def unmount(target: Path) -> None:
+    """Unmount ``target`` if mounted (lazily when busy); OSError when it stays mounted."""
+    if not is_mounted(target):
+        return
+    if _libc.umount2(str(target.absolute()).encode(), 0) != 0:
+        _check(_libc.umount2(str(target.absolute()).encode(), _MNT_DETACH), "cannot unmount", target)
+
+
+# -- records -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Container:
+    """The record of a container (kept in its ``state.json`` under ``"container"``)."""
+
+    id: str
+    name: str
+    image: str
+    image_id: str
+    created: str
+    dir: Path
+    chain_ids: tuple[str, ...]
+    volumes: tuple[str, ...] = ()
+    anonymous_volumes: tuple[str, ...] = ()
+    auto_remove: bool = False
+    tty: bool = False
+    stop_signal: str = "SIGTERM"
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def rootfs(self) -> Path:
+        return self.dir / "rootfs"
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["dir"] = str(self.dir)
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Container:
+        fields = {**doc, "dir": Path(doc["dir"])}
+        for key in ("chain_ids", "volumes", "anonymous_volumes"):
+            fields[key] = tuple(doc.get(key, ()))
+        return cls(**fields)
+
+    def status(self) -> ContainerStatus:
+        """The supervisor's view (``status``: created, running, exited)."""
+        return read_status(self.dir)
+
+    def is_running(self) -> bool:
+        """True while the container's supervisor is alive and the container has not exited."""
+        status = self.status()
+        return not status.exited and supervisor_alive(self.dir, status.supervisor_pid)
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """One ``-v``: ``source`` None (anonymous volume), a volume name or an absolute host path."""
+
+    source: str | None
+    destination: str
+    readonly: bool = False
+
+    @property
+    def is_bind(self) -> bool:
+        return self.source is not None and self.source.startswith("/")
+
+
+def parse_volume(text: str) -> VolumeSpec:
+    """``SRC:DST[:ro|rw]`` or ``DST`` (anonymous); :class:`ContainerError` for what docker refuses."""
+    parts = text.split(":")
+    mode = parts.pop() if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw") or not 1 <= len(parts) <= 2 or not all(parts):
+        raise ContainerError(f"invalid volume specification: {text!r}")
+    source, destination = (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    if not PurePosixPath(destination).is_absolute():
+        raise ContainerError(f"invalid volume specification {text!r}: the mount path {destination!r} must be absolute")
+    if source is not None and not source.startswith("/"):
+        try:
+            check_volume_name(source)
+        except VolumeError as exc:
+            raise ContainerError(str(exc)) from None
+    return VolumeSpec(source, destination, mode == "ro")
+
+
+def parse_signal(text: str) -> int:
+    """A signal number from ``9``, ``KILL`` or ``SIGKILL``; :class:`ContainerError` when unknown."""
+    if text.isdigit():
+        return int(text)
+    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise ContainerError(f"invalid signal: {text}") from None
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+
+class ContainerStore:
+    """Every container under ``root/containers``, with the image store, layer cache and volumes they use."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.absolute()
+        self.images = ImageStore(self.root)
+        self.layers = LayerCache(self.root)
+        self.volumes = VolumeStore(self.root)
+        self.runtime = Runc(self.root / "runc")
+        self.dir = self.root / "containers"
+
+    # -- lookup --
+
+    def all(self) -> list[Container]:
+        """Every container, newest first."""
+        if not self.dir.is_dir():
+            return []
+        found = []
+        for folder in self.dir.iterdir():
+            doc = read_state(folder).get("container") if folder.is_dir() else None
+            if isinstance(doc, dict):
+                found.append(Container.from_json(doc))
+        return sorted(found, key=lambda c: (c.created, c.id), reverse=True)
+
+    def find(self, text: str) -> Container:
+        """The container with id, name or unique id prefix ``text``; :class:`ContainerError` otherwise."""
+        containers = self.all()
+        for container in containers:
+            if text in (container.id, container.name):
+                return container
+        matches = [c for c in containers if text and c.id.startswith(text)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise ContainerError(f"multiple containers match {text!r}: be more specific")
+        raise ContainerError(f"No such container: {text}")
+
+    def volume_users(self, name: str) -> list[Container]:
+        """The containers that use volume ``name``."""
+        return [c for c in self.all() if name in c.volumes or name in c.anonymous_volumes]
+
+    # -- create --
+
+    @contextlib.contextmanager
+    def _names_lock(self) -> Iterator[None]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _free_name(self, name: str | None) -> str:
+        taken = {c.name for c in self.all()}
+        if name is not None:
+            if not NAME_RE.fullmatch(name):
+                raise ContainerError(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            if name in taken:
+                raise ContainerError(f"the container name {name!r} is already in use: remove it or choose another")
+            return name
+        while True:
+            candidate = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}_{secrets.token_hex(2)}"
+            if candidate not in taken:
+                return candidate
+
+    def create(
+        self,
+        image: ImageRecord,
+        opts: RunOptions,
+        *,
+        name: str | None = None,
+        volumes: Sequence[VolumeSpec] = (),
+        auto_remove: bool = False,
+    ) -> Container:
+        """Create a container of the local ``image``: rootfs mounted, volumes ready, runtime spec written."""
+        config = self.images.image_config(image.config_digest)
+        layers = self.images.layers(image.config_digest)
+        image_config: dict[str, Any] = config.get("config") or {}
+        with self._names_lock():
+            cid = secrets.token_hex(32)
+            container = Container(
+                id=cid,
+                name=self._free_name(name),
+                image=image.name,
+                image_id=image.config_digest,
+                created=_now(),
+                dir=self.dir / cid,
+                chain_ids=tuple(chain_ids([layer.diff_id for layer in layers])),
+                auto_remove=auto_remove,
+                tty=opts.tty,
+                stop_signal=str(image_config.get("StopSignal") or "SIGTERM"),
+            )
+            container.dir.mkdir(mode=0o700)
+            self._save(container)
+        try:
+            return self._prepare(container, layers, image_config, opts, volumes)
+        except BaseException:
+            self._destroy(container)
+            raise
+
+    def _save(self, container: Container) -> None:
+        update_state(container.dir, container=container.to_json())
+
+    def _prepare(
+        self,
+        container: Container,
+        layers: Sequence[LayerInfo],
+        image_config: dict[str, Any],
+        opts: RunOptions,
+        volumes: Sequence[VolumeSpec],
+    ) -> Container:
+        self.layers.ensure(layers)
+        self.mount(container)
+        mounts, container = self._volume_mounts(container, image_config, volumes)
+        spec = build_spec(
+            image_config, replace(opts, mounts=mounts), container.rootfs, container.dir, None, container_id=container.id
+        )
+        write_spec(container.dir, spec)
+        return container
+
+    def _volume_mounts(
+        self, container: Container, image_config: dict[str, Any], specs: Sequence[VolumeSpec]
+    ) -> tuple[tuple[VolumeMount, ...], Container]:
+        """Binds, named and anonymous volumes (``-v`` and the image's ``Volumes``), recorded in the container."""
+        wanted = list(specs)
+        covered = {str(PurePosixPath(spec.destination)) for spec in specs}
+        wanted += [VolumeSpec(None, dest) for dest in sorted(image_config.get("Volumes") or {}) if dest not in covered]
+        mounts: list[VolumeMount] = []
+        named: list[str] = []
+        anonymous: list[str] = []
+        for spec in wanted:
+            if spec.is_bind:
+                source = Path(str(spec.source))
+                source.mkdir(parents=True, exist_ok=True)  # as docker does for a missing host dir
+            else:
+                volume = self.volumes.create(spec.source)
+                (named if spec.source else anonymous).append(volume.name)
+                source = volume.mountpoint
+                self._copy_image_content(container, spec.destination, source)
+            mounts.append(VolumeMount(source, spec.destination, spec.readonly))
+        container = replace(container, volumes=tuple(named), anonymous_volumes=tuple(anonymous))
+        self._save(container)
+        return tuple(mounts), container
+
+    def _copy_image_content(self, container: Container, destination: str, volume: Path) -> None:
+        """Fill an empty volume with what the image has at ``destination`` (docker's copy-up)."""
+        source = secure_join(container.rootfs, destination)
+        if source.is_dir() and not any(volume.iterdir()):
+            shutil.copytree(source, volume, symlinks=True, dirs_exist_ok=True)
+
+    def mount(self, container: Container) -> None:
+        """Mount the container's rootfs (no-op when mounted)."""
+        if is_mounted(container.rootfs):
+            return
+        lowers = [self.layers.path(cid) for cid in reversed(container.chain_ids)]
+        missing = [str(p) for p in lowers if not p.is_dir()]
+        if missing:
+            raise ContainerError(f"container {container.name}: unpacked layer {missing[0]} is missing")
+        d = container.dir
+        mount_overlay(container.rootfs, lowers, d / "upper", d / "work", d / "lower")
+
+    # -- lifecycle --
+
+    def start(self, container: Container, *, interactive: bool = False) -> Supervised:
+        """Start the container under a supervisor; returns once it runs (or failed to start)."""
+        if container.is_running():
+            raise ContainerError(f"container {container.name} is already running")
+        self.mount(container)
+        return supervise(container.dir, container.id, self.runtime, tty=container.tty, interactive=interactive)
+
+    def stop(self, container: Container, timeout: float = 10.0) -> ContainerStatus:
+        """The image's StopSignal, then SIGKILL after ``timeout`` seconds; the final status."""
+        if not container.is_running():
+            return container.status()
+        with contextlib.suppress(SupervisorError, OciRuntimeError):  # it may have just exited
+            send_signal(container.dir, parse_signal(container.stop_signal))
+        try:
+            return wait(container.dir, timeout=timeout)
+        except TimeoutError:
+            with contextlib.suppress(SupervisorError, OciRuntimeError):
+                send_signal(container.dir, signal.SIGKILL)
+            return wait(container.dir, timeout=KILL_WAIT)
+
+    def kill(self, container: Container, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the container's init process."""
+        if not container.is_running():
+            raise ContainerError(f"container {container.name} is not running")
+        send_signal(container.dir, sig)
+
+    def remove(self, container: Container, *, force: bool = False, volumes: bool = False) -> None:
+        """Delete the container: runtime state, rootfs mount, directory (and its anonymous volumes with
+        ``volumes``). A running container only with ``force`` (it is killed first)."""
+        if container.is_running():
+            if not force:
+                raise ContainerError(
+                    f"cannot remove container {container.name}: it is running (stop it first, or use rm -f)"
+                )
+            with contextlib.suppress(SupervisorError, OciRuntimeError):
+                send_signal(container.dir, signal.SIGKILL)
+            with contextlib.suppress(SupervisorError):
+                wait(container.dir, timeout=KILL_WAIT)
+        self._destroy(container)
+        if volumes:
+            for name in container.anonymous_volumes:
+                with contextlib.suppress(VolumeError):
+                    self.volumes.remove(name)
+
+    def _destroy(self, container: Container) -> None:
+        with contextlib.suppress(OciRuntimeError):
+            self.runtime.delete(container.id, force=True)
+        unmount(container.rootfs)
+        if is_mounted(container.rootfs):
+            raise OSError(f"{container.rootfs} is still mounted; not deleting the container directory")
+        shutil.rmtree(container.dir, ignore_errors=True)
+
+    def exec(
+        self,
+        container: Container,
+        args: Sequence[str],
+        *,
+        env: Sequence[str] = (),
+        user: str | None = None,
+        workdir: str | None = None,
+        tty: bool = False,
+        interactive: bool = False,
+    ) -> int:
+        """Run ``args`` inside the running container in the foreground; its exit code."""
+        if not container.is_running():
+            raise ContainerError(f"container {container.name} is not running")
+        spec = json.loads((container.dir / "config.json").read_text())
+        process = exec_process(spec, args, env=env, user=user, workdir=workdir, tty=tty)
+        stdio = INHERIT if interactive else Stdio(stdin=subprocess.DEVNULL)
+        return self.runtime.exec(container.id, process, stdio=stdio)
+
+    # -- commit --
+
+    def commit(
+        self, container: Container, reference: str, *, message: str = "", changes: Sequence[str] = ()
+    ) -> ImageRecord:
+        """The container's changes as one new layer on top of its image, recorded as image ``reference``."""
+        if container.is_running():
+            raise ContainerError(f"container {container.name} is running: stop it before committing")
+        base = self.images.image_config(container.image_id)
+        new_config = apply_changes(base.get("config") or {}, changes)
+        unmount(container.rootfs)  # the upper dir is read while no overlay uses it
+        digests = self._write_layer(container)
+        config = _committed_config(base, new_config, digests, message, changes)
+        config_body = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+        config_digest = self.images.write_blob(config_body)
+        layers = [
+            {"mediaType": layer.media_type, "digest": layer.digest, "size": layer.size}
+            for layer in self.images.manifest(container.image_id).layers
+        ]
+        layers.append({"mediaType": OCI_LAYER_GZIP, "digest": digests.digest, "size": digests.size})
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config_body)},
+            "layers": layers,
+        }
+        return self.images.add_image(reference, json.dumps(manifest, separators=(",", ":")).encode())
+
+    def _write_layer(self, container: Container) -> LayerDigests:
+        """Write the upper dir (without runc's mountpoints) as a layer blob into the image store."""
+        lowers = [self.layers.path(cid) for cid in reversed(container.chain_ids)]
+        tmp = container.dir / "commit.tmp"
+        try:
+            with _runc_mountpoints_aside(container), open(tmp, "wb") as out:
+                digests = write_layer(container.dir / "upper", out, lower=lowers)
+            with open(tmp, "rb") as blob:
+                self.images.import_blob(blob, digests.digest, digests.size)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return digests
+
+
+def _placeholder(path: Path) -> bool:
+    """True for what runc leaves as a mountpoint: an empty regular file or an empty directory."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return False
+    if stat.S_ISREG(st.st_mode):
+        return st.st_size == 0
+    return stat.S_ISDIR(st.st_mode) and not any(path.iterdir())
+
+
+def _mount_destinations(container: Container) -> list[str]:
+    """The destinations of the spec's mounts, relative to the root."""
+    try:
+        spec = json.loads((container.dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [str(m["destination"]).strip("/") for m in spec.get("mounts", []) if str(m["destination"]).strip("/")]
+
+
+@contextlib.contextmanager
+def _runc_mountpoints_aside(container: Container) -> Iterator[None]:
+    """Move the mountpoints runc made in the upper dir out of it while a commit reads it, then back."""
+    upper = container.dir / "upper"
+    aside = container.dir / "aside"
+    shutil.rmtree(aside, ignore_errors=True)
+    aside.mkdir()
+    moved: list[tuple[Path, Path]] = []
+    candidates = sorted(set(RUNC_MOUNTPOINTS) | set(_mount_destinations(container)), key=len, reverse=True)
+    try:
+        for index, rel in enumerate(candidates):
+            path = upper / rel
+            if _placeholder(path):
+                os.rename(path, aside / str(index))
+                moved.append((aside / str(index), path))
+        yield
+    finally:
+        for source, back in reversed(moved):
+            os.rename(source, back)
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _committed_config(
+    base: dict[str, Any], config: dict[str, Any], digests: LayerDigests, message: str, changes: Sequence[str]
+) -> dict[str, Any]:
+    """The image config of a commit: the base one with the new layer, history entry and ``config``."""
+    now = _now()
+    result = {**base, "created": now, "config": config}
+    rootfs = dict(base.get("rootfs") or {"type": "layers"})
+    rootfs["diff_ids"] = [*rootfs.get("diff_ids", []), digests.diff_id]
+    result["rootfs"] = rootfs
+    entry: dict[str, Any] = {"created": now, "created_by": "dockyard commit" + "".join(f" -c {c!r}" for c in changes)}
+    if message:
+        entry["comment"] = message
+    result["history"] = [*(base.get("history") or []), entry]
+    return result
+
+
+# -- commit -c: Dockerfile instructions ----------------------------------------------------------
+
+
+def _command_form(text: str) -> list[str]:
+    """The exec form ``["a", "b"]`` as is; the shell form becomes ``/bin/sh -c TEXT`` (Dockerfile rules)."""
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return value
+    return ["/bin/sh", "-c", text]
+
+
+def _pairs(text: str, what: str) -> list[tuple[str, str]]:
+    """``K=V K2="V 2"`` or the legacy ``K V...`` form of ENV and LABEL."""
+    words = shlex.split(text)
+    if not words:
+        raise ContainerError(f"{what} needs at least one argument")
+    if "=" not in words[0]:
+        key, _, value = text.strip().partition(" ")
+        return [(key, value.strip())]
+    if not all("=" in word for word in words):
+        raise ContainerError(f"{what} {text!r}: expected KEY=VALUE pairs")
+    return [(word.partition("=")[0], word.partition("=")[2]) for word in words]
+
+
+def _workdir(config: dict[str, Any], text: str) -> str:
+    path = PurePosixPath(config.get("WorkingDir") or "/", text.strip())
+    return str(path)
+
+
+def _apply_change(config: dict[str, Any], instruction: str, rest: str, cmd_set: bool) -> bool:
+    """Apply one instruction to ``config`` (in place); returns whether CMD was set by this commit."""
+    if instruction == "CMD":
+        config["Cmd"] = _command_form(rest)
+        return True
+    if instruction == "ENTRYPOINT":
+        config["Entrypoint"] = _command_form(rest)
+        if not cmd_set:  # as in a Dockerfile: ENTRYPOINT drops the CMD inherited from the base image
+            config["Cmd"] = None
+    elif instruction == "ENV":
+        config["Env"] = merge_env(config.get("Env") or [], [f"{k}={v}" for k, v in _pairs(rest, "ENV")])
+    elif instruction == "LABEL":
+        config["Labels"] = {**(config.get("Labels") or {}), **dict(_pairs(rest, "LABEL"))}
+    elif instruction == "WORKDIR":
+        config["WorkingDir"] = _workdir(config, rest)
+    elif instruction in ("USER", "STOPSIGNAL"):
+        config["User" if instruction == "USER" else "StopSignal"] = rest.strip()
+    elif instruction == "EXPOSE":
+        ports: dict[str, Any] = {p if "/" in p else f"{p}/tcp": {} for p in rest.split()}
+        config["ExposedPorts"] = {**(config.get("ExposedPorts") or {}), **ports}
+    elif instruction == "VOLUME":
+        paths = _command_form(rest) if rest.strip().startswith("[") else rest.split()
+        config["Volumes"] = {**(config.get("Volumes") or {}), **{p: {} for p in paths}}
+    else:
+        raise ContainerError(
+            f"unsupported change {instruction!r}: commit -c takes CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, "
+            "STOPSIGNAL, USER, VOLUME or WORKDIR"
+        )
+    return cmd_set
+
+
+def apply_changes(config: dict[str, Any], changes: Sequence[str]) -> dict[str, Any]:
+    """A copy of the image's ``config`` with the Dockerfile instructions of ``commit -c`` applied, in order."""
+    result = json.loads(json.dumps(config))
+    cmd_set = False
+    for change in changes:
+        instruction, _, rest = change.strip().partition(" ")
+        if not rest.strip():
+            raise ContainerError(f"invalid change {change!r}: expected an instruction and its arguments")
+        cmd_set = _apply_change(result, instruction.upper(), rest, cmd_set)
+    return dict(result)
