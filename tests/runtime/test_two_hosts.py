@@ -100,3 +100,47 @@ def test_image_pushed_on_one_host_is_pulled_on_the_other(
 
     root_addresses = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, timeout=30).stdout
     assert "10.231." not in root_addresses  # the link exists only inside the two namespaces
+
+
+def test_commit_on_one_host_runs_on_the_other_and_the_volume_outlives_containers(
+    hosts: tuple[Host, Host], remote_registry: RemoteRegistry, image_factory: ImageFactory, tmp_path: Path
+) -> None:
+    """The issue's journey: host A pulls, runs with a volume, changes the container, commits and pushes;
+    host B pulls the committed image and runs it with the change; the volume's data outlives both of
+    host A's containers."""
+    host_a, host_b = hosts
+    image = image_factory.image("journey")
+    skopeo = Skopeo(ToolHome(tmp_path / "pusher"))
+    target = f"docker://{remote_registry.address}/ns/journey:v1"
+    push = host_a.command(*skopeo._base(), "copy", "--quiet", "--dest-tls-verify=false", image.oci_ref, target)
+    assert subprocess.run(push, capture_output=True, text=True, timeout=120, env=skopeo.home.env).returncode == 0
+    address, a_root, b_root = remote_registry.address, tmp_path / "host-a", tmp_path / "host-b"
+    v1, v2 = f"{address}/ns/journey:v1", f"{address}/ns/journey:v2"
+    insecure = ("--insecure-registry", address)
+
+    def on_a(*args: str) -> subprocess.CompletedProcess[str]:
+        result = dockyard_on(host_a, a_root, *args)
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+        return result
+
+    try:
+        on_a("pull", *insecure, v1)
+        on_a("volume", "create", "journey-data")
+        change = "echo kept > /data/note && echo changed > /changed.txt && rm /hello.txt"
+        on_a("run", "--name", "first", "-v", "journey-data:/data", v1, "sh", "-c", change)
+        on_a("commit", "-m", "the change", "first", v2)
+        on_a("push", *insecure, v2)
+        on_a("rm", "first")
+        second = on_a("run", "--rm", "-v", "journey-data:/data", v2, "sh", "-c", "cat /data/note /changed.txt")
+        assert second.stdout == "kept\nchanged\n"
+
+        pulled = dockyard_on(host_b, b_root, "pull", *insecure, v2)
+        assert pulled.returncode == 0, pulled.stderr
+        ran = dockyard_on(host_b, b_root, "run", "--rm", v2, "sh", "-c", "cat /changed.txt; test ! -e /hello.txt")
+        assert (ran.returncode, ran.stdout) == (0, "changed\n"), ran.stderr
+        assert "kept" in on_a("run", "--rm", "-v", "journey-data:/data", v1, "cat", "/data/note").stdout
+    finally:
+        for root, host in ((a_root, host_a), (b_root, host_b)):
+            listed = dockyard_on(host, root, "ps", "-a", "-q")
+            for container in listed.stdout.split():
+                dockyard_on(host, root, "rm", "-f", container)
