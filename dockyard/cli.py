@@ -195,6 +195,7 @@ def main() -> None:
     """Console-script entry point."""
     import dockyard.admin  # noqa: F401 - each of these registers its commands on the group
     import runtime.cli_containers
-    import runtime.cli_images  # noqa: F401
+    import runtime.cli_images
+    import runtime.cli_system  # noqa: F401
 
     cli()

@@ -1,0 +1,1 @@
+"""System-wide runtime commands: system prune, system df."""
