@@ -30,6 +30,7 @@ from runtime.containers import Container, ContainerError, ContainerStore, Volume
 from runtime.distribution import DistributionError, NotFoundError, RegistryClient, RichProgress
 from runtime.imagestore import ImageNotFoundError, ImageRecord, ImageStoreError
 from runtime.layerdiff import LayerDiffError
+from runtime.network import PortMapping, PublishError, parse_publish
 from runtime.ocirt import OciRuntimeError, StartError
 from runtime.references import InvalidReferenceError, parse
 from runtime.spec import NetworkMode, RunOptions, SpecError, parse_memory
@@ -39,7 +40,15 @@ from runtime.volumes import VolumeError
 
 P = ParamSpec("P")
 R = TypeVar("R")
-USER_ERRORS = (ContainerError, VolumeError, SpecError, UserError, InvalidReferenceError, ImageNotFoundError)
+USER_ERRORS = (
+    ContainerError,
+    VolumeError,
+    SpecError,
+    UserError,
+    InvalidReferenceError,
+    ImageNotFoundError,
+    PublishError,
+)
 OWN_FAILURES = (
     OciRuntimeError,
     SupervisorError,
@@ -121,11 +130,14 @@ def env_file_entries(files: tuple[Path, ...]) -> tuple[str, ...]:
     return env_entries(tuple(entries))
 
 
-def check_unsupported(network: str, publish: tuple[str, ...]) -> NetworkMode:
-    """The network mode; bridge networking and ``-p`` are refused for now (exit 125)."""
-    if network == "bridge" or publish:
-        fail("bridge networking and -p are not supported yet (use --network none or host)", 125)
-    return "host" if network == "host" else "none"
+def network_mode(network: str, publish: tuple[str, ...]) -> tuple[NetworkMode, list[PortMapping]]:
+    """The network mode and the ``-p`` mappings. Ports are published from ``none`` and ``bridge`` containers (the
+    proxy connects inside their namespace), not with ``host``, where the container's ports are the host's already."""
+    mappings = [parse_publish(text) for text in publish]
+    if network == "host" and mappings:
+        raise ContainerError("-p cannot be used with --network host: the container's ports are the host's")
+    mode: NetworkMode = "host" if network == "host" else "bridge" if network == "bridge" else "none"
+    return mode, mappings
 
 
 @contextlib.contextmanager
@@ -195,8 +207,14 @@ def attach(store: ContainerStore, container: Container, interactive: bool) -> in
 @click.option("--hostname", help="Container host name.")
 @click.option("--memory", "-m", help="Memory limit (e.g. 256m).")
 @click.option("--pids-limit", type=int, help="Maximum number of processes.")
-@click.option("--network", type=click.Choice(["none", "host", "bridge"]), default="none", show_default=True)
-@click.option("-p", "--publish", multiple=True, help="Publish a port (not supported yet).")
+@click.option(
+    "--network",
+    type=click.Choice(["none", "host", "bridge"]),
+    default="none",
+    show_default=True,
+    help="none: loopback only; host: the host's; bridge: an address on dockyard's bridge (10.88.0.0/16).",
+)
+@click.option("-p", "--publish", multiple=True, help="[ADDR:]HOSTPORT:CTRPORT[/tcp] (ADDR default 127.0.0.1).")
 @click.option("-i", "--interactive", is_flag=True, help="Keep stdin open.")
 @click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal.")
 @click.argument("image")
@@ -205,7 +223,7 @@ def attach(store: ContainerStore, container: Container, interactive: bool) -> in
 @one_line_errors
 def run(ctx: click.Context, /, image: str, command: tuple[str, ...], **flags: Any) -> None:
     """Run COMMAND in a new container of IMAGE (pulled when missing)."""
-    network = check_unsupported(flags["network"], flags["publish"])
+    network, ports = network_mode(flags["network"], flags["publish"])
     volumes: list[VolumeSpec] = [parse_volume(text) for text in flags["volume"]]
     opts = RunOptions(
         command=command,
@@ -223,7 +241,9 @@ def run(ctx: click.Context, /, image: str, command: tuple[str, ...], **flags: An
     )
     store = store_of(ctx)
     record = local_image(store, image)
-    container = store.create(record, opts, name=flags["name"], volumes=volumes, auto_remove=flags["auto_remove"])
+    container = store.create(
+        record, opts, name=flags["name"], volumes=volumes, auto_remove=flags["auto_remove"], ports=ports
+    )
     if flags["detach"]:
         try:
             store.start(container)
@@ -234,6 +254,10 @@ def run(ctx: click.Context, /, image: str, command: tuple[str, ...], **flags: An
         return
     try:
         code = attach(store, container, flags["interactive"])
+    except OSError:  # e.g. a published port already in use: nothing ran
+        if not flags["auto_remove"] and not container.is_running():  # with --rm, the finally removes it
+            store.remove(store.find(container.id), force=True, volumes=True)
+        raise
     finally:
         if flags["auto_remove"]:
             store.remove(store.find(container.id), force=True, volumes=True)

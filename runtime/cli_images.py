@@ -35,7 +35,7 @@ from runtime.distribution import (
     RegistryClient,
     RichProgress,
 )
-from runtime.imagestore import UNNAMED, ImageRecord, ImageStore, ImageStoreError
+from runtime.imagestore import UNNAMED, ImageNotFoundError, ImageRecord, ImageStore, ImageStoreError
 from runtime.references import InvalidReferenceError, Reference, parse
 
 P = ParamSpec("P")
@@ -514,13 +514,22 @@ def inspect_image(store: ImageStore, text: str) -> dict[str, Any]:
 @click.pass_context
 @handled
 def inspect(ctx: click.Context, names: tuple[str, ...]) -> None:
-    """Show the details of one or more images as a JSON array."""
+    """Show the details of one or more images or containers as a JSON array."""
+    from runtime.cli_system import inspect_container  # imported here: cli_system builds on this module
+    from runtime.containers import ContainerError, ContainerStore
+
     store = image_store(ctx)
     found: list[dict[str, Any]] = []
     errors: list[str] = []
     for name in names:
         try:
             found.append(inspect_image(store, name))
+        except ImageNotFoundError:
+            try:  # not an image: a container, as docker's inspect tries both
+                found.append(inspect_container(ContainerStore(runtime_root(ctx)), name))
+            except ContainerError as error:
+                missing = str(error).startswith("No such container")
+                errors.append(f"no such image or container: {name}" if missing else one_line(error))
         except ImageStoreError as exc:
             errors.append(one_line(exc))
     click.echo(json.dumps(found, indent=4))

@@ -44,6 +44,19 @@ from typing import Any
 from runtime.applier import apply_layer
 from runtime.imagestore import OCI_CONFIG, OCI_LAYER_GZIP, ImageRecord, ImageStore, LayerInfo
 from runtime.layerdiff import LayerDigests, write_layer
+from runtime.network import (
+    PortMapping,
+    allocate_ip,
+    bind_listeners,
+    connect_container,
+    container_netns_name,
+    delete_netns,
+    ensure_switch,
+    parse_publish,
+    start_proxy,
+    stop_proxy,
+    switch_name,
+)
 from runtime.ocirt import INHERIT, OciRuntimeError, Runc, Stdio
 from runtime.spec import ETC_FILES, RunOptions, VolumeMount, build_spec, exec_process, merge_env, write_spec
 from runtime.supervisor import (
@@ -185,6 +198,10 @@ class Container:
     auto_remove: bool = False
     tty: bool = False
     stop_signal: str = "SIGTERM"
+    ports: tuple[str, ...] = ()  # published ports, as str(PortMapping)
+    ip: str | None = None  # bridge networking: the address on the bridge,
+    netns: str | None = None  # the container's own named network namespace,
+    switch: str | None = None  # and the switch namespace it is wired to
 
     @property
     def short_id(self) -> str:
@@ -202,9 +219,13 @@ class Container:
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Container:
         fields = {**doc, "dir": Path(doc["dir"])}
-        for key in ("chain_ids", "volumes", "anonymous_volumes"):
+        for key in ("chain_ids", "volumes", "anonymous_volumes", "ports"):
             fields[key] = tuple(doc.get(key, ()))
         return cls(**fields)
+
+    def port_mappings(self) -> list[PortMapping]:
+        """The published ports (``-p``)."""
+        return [parse_publish(text) for text in self.ports]
 
     def status(self) -> ContainerStatus:
         """The supervisor's view (``status``: created, running, exited)."""
@@ -335,8 +356,10 @@ class ContainerStore:
         name: str | None = None,
         volumes: Sequence[VolumeSpec] = (),
         auto_remove: bool = False,
+        ports: Sequence[PortMapping] = (),
     ) -> Container:
-        """Create a container of the local ``image``: rootfs mounted, volumes ready, runtime spec written."""
+        """Create a container of the local ``image``: rootfs mounted, volumes ready, runtime spec written;
+        ``ports`` are published (through the port proxy) whenever it runs."""
         config = self.images.image_config(image.config_digest)
         layers = self.images.layers(image.config_digest)
         image_config: dict[str, Any] = config.get("config") or {}
@@ -353,7 +376,16 @@ class ContainerStore:
                 auto_remove=auto_remove,
                 tty=opts.tty,
                 stop_signal=str(image_config.get("StopSignal") or "SIGTERM"),
+                ports=tuple(str(mapping) for mapping in ports),
             )
+            if opts.network == "bridge":
+                used = {c.ip for c in self.all() if c.ip and c.switch == switch_name(self.root)}
+                container = replace(
+                    container,
+                    ip=allocate_ip(used),
+                    netns=container_netns_name(cid),
+                    switch=switch_name(self.root),
+                )
             container.dir.mkdir(mode=0o700)
             self._save(container)
         try:
@@ -376,8 +408,18 @@ class ContainerStore:
         self.layers.ensure(layers)
         self.mount(container)
         mounts, container = self._volume_mounts(container, image_config, volumes)
+        netns_path = None
+        if container.switch and container.ip:
+            with self._names_lock():
+                ensure_switch(container.switch)
+            netns_path = str(connect_container(container.switch, container.id, container.ip))
         spec = build_spec(
-            image_config, replace(opts, mounts=mounts), container.rootfs, container.dir, None, container_id=container.id
+            image_config,
+            replace(opts, mounts=mounts, container_ip=container.ip),
+            container.rootfs,
+            container.dir,
+            netns_path,
+            container_id=container.id,
         )
         write_spec(container.dir, spec)
         return container
@@ -426,15 +468,32 @@ class ContainerStore:
     # -- lifecycle --
 
     def start(self, container: Container, *, interactive: bool = False) -> Supervised:
-        """Start the container under a supervisor; returns once it runs (or failed to start)."""
+        """Start the container under a supervisor; returns once it runs (or failed to start). Its published
+        ports are bound first (``PortInUseError`` when one is taken), then served by its port proxy."""
         if container.is_running():
             raise ContainerError(f"container {container.name} is already running")
         self.mount(container)
-        return supervise(container.dir, container.id, self.runtime, tty=container.tty, interactive=interactive)
+        mappings = container.port_mappings()
+        stop_proxy(container.dir)  # a proxy of an earlier run that has not noticed the exit yet
+        listeners = bind_listeners(mappings)
+        try:
+            started = supervise(container.dir, container.id, self.runtime, tty=container.tty, interactive=interactive)
+            if mappings and started.status.status == "running" and started.status.pid:
+                try:
+                    start_proxy(container.dir, started.status.pid, mappings, listeners)
+                except BaseException:
+                    with contextlib.suppress(SupervisorError, OciRuntimeError):
+                        send_signal(container.dir, signal.SIGKILL)
+                    raise
+            return started
+        finally:
+            for sock in listeners:
+                sock.close()
 
     def stop(self, container: Container, timeout: float = 10.0) -> ContainerStatus:
         """The image's StopSignal, then SIGKILL after ``timeout`` seconds; the final status."""
         if not container.is_running():
+            stop_proxy(container.dir)
             return container.status()
         with contextlib.suppress(SupervisorError, OciRuntimeError):  # it may have just exited
             send_signal(container.dir, parse_signal(container.stop_signal))
@@ -444,6 +503,8 @@ class ContainerStore:
             with contextlib.suppress(SupervisorError, OciRuntimeError):
                 send_signal(container.dir, signal.SIGKILL)
             return wait(container.dir, timeout=KILL_WAIT)
+        finally:
+            stop_proxy(container.dir)
 
     def kill(self, container: Container, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the container's init process."""
@@ -470,12 +531,23 @@ class ContainerStore:
                     self.volumes.remove(name)
 
     def _destroy(self, container: Container) -> None:
+        stop_proxy(container.dir)
         with contextlib.suppress(OciRuntimeError):
             self.runtime.delete(container.id, force=True)
         unmount(container.rootfs)
         if is_mounted(container.rootfs):
             raise OSError(f"{container.rootfs} is still mounted; not deleting the container directory")
+        self._disconnect(container)
         shutil.rmtree(container.dir, ignore_errors=True)
+
+    def _disconnect(self, container: Container) -> None:
+        """Delete a bridge container's namespace, and the switch namespace when no other container uses it."""
+        if container.netns:
+            delete_netns(container.netns)
+        if container.switch:
+            with self._names_lock():
+                if not any(c.switch == container.switch for c in self.all() if c.id != container.id):
+                    delete_netns(container.switch)
 
     def exec(
         self,

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -292,9 +291,11 @@ def test_ctrl_c_exits_130_without_a_traceback(dockyard: Dockyard) -> None:
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dockyard.env()
         )
         try:
-            time.sleep(2.0)
-            process.send_signal(signal.SIGINT)
-            _, stderr = process.communicate(timeout=30)
+            silent.settimeout(120)
+            connection, _ = silent.accept()  # the pull now waits on the registry: interrupt it there
+            with connection:
+                process.send_signal(signal.SIGINT)
+                _, stderr = process.communicate(timeout=30)
         finally:
             if process.poll() is None:
                 process.kill()
