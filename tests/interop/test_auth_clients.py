@@ -5,7 +5,6 @@ anonymous pulls work for public repositories and not for private ones."""
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import requests
 from tests.support.clients import Docker, Podman, Skopeo, ToolError, ToolHome
 from tests.support.dockerd import Dockerd
 from tests.support.images import ImageFactory, write_docker_archive
+from tests.support.registries import TOKEN_ENV, add_user
 from tests.support.server import LiveRegistry, live_registry
 
 pytestmark = pytest.mark.interop
@@ -35,20 +35,10 @@ def dockyard(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def token_registry(tmp_path: Path) -> Iterator[LiveRegistry]:
     """A live registry in token mode with users alice and bob, created with the admin commands first."""
-    data = tmp_path / "registry-data"
-    # clients retry refused logins several times on their own; the failed-login limit has its own tests
-    env = {"DOCKYARD_AUTH__MODE": "token", "DOCKYARD_AUTH__BCRYPT_ROUNDS": "4", "DOCKYARD_AUTH__LOGIN_FAILURES": "100"}
     for name, password in USERS.items():
-        made = subprocess.run(
-            [sys.executable, "-m", "dockyard", "user", "add", name, "--password-stdin", "--data", str(data)],
-            input=password + "\n",
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, **env},
-        )
-        assert made.returncode == 0, made.stderr
-    with live_registry(tmp_path, env=env) as registry:
+        add_user(tmp_path / "registry-data", name, password)
+    # TOKEN_ENV lifts the failed-login limit: clients retry refused logins on their own (the limit has its own tests)
+    with live_registry(tmp_path, env=TOKEN_ENV) as registry:
         yield registry
 
 

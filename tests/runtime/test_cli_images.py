@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,9 +19,9 @@ from typing import Any
 import pytest
 
 from runtime.cli_images import EXIT_INTERNAL, created_ago, handled, human_duration, human_size, insecure_registries
-from tests.runtime.test_distribution import ALICE, Registry, distribution_registry, push_image, token_dockyard
-from tests.support.clients import Skopeo, ToolHome
+from tests.support.clients import Skopeo
 from tests.support.images import Image, ImageFactory
+from tests.support.registries import ALICE, Registry, push_image, token_dockyard
 from tests.support.server import free_port, live_registry
 
 pytestmark = pytest.mark.interop
@@ -94,34 +93,6 @@ class Dockyard:
 def dockyard(tmp_path: Path) -> Dockyard:
     (tmp_path / "home" / "docker-config").mkdir(parents=True)
     return Dockyard(tmp_path / "root", tmp_path / "home")
-
-
-@pytest.fixture(params=["dockyard", "distribution"])
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    """Every test using it runs against a live dockyard and a live CNCF Distribution."""
-    if request.param == "dockyard":
-        (tmp_path / "dockyard").mkdir()
-        with live_registry(tmp_path / "dockyard") as live:
-            yield Registry("dockyard", live.host, live.log, live.data)
-    else:
-        with distribution_registry(tmp_path / "distribution") as registry:
-            yield registry
-
-
-@pytest.fixture(scope="module")
-def factory(tmp_path_factory: pytest.TempPathFactory) -> ImageFactory:
-    made = ImageFactory(tmp_path_factory.mktemp("oci-images"))
-    _ = made.base_layer
-    return made
-
-
-@pytest.fixture
-def skopeo(tmp_path: Path) -> Iterator[Skopeo]:
-    home = ToolHome(tmp_path / "tools")
-    try:
-        yield Skopeo(home)
-    finally:
-        home.cleanup()
 
 
 # -- the whole journey against each registry ------------------------------------------------------------

@@ -39,39 +39,14 @@ from runtime.imagestore import (
     ImageStoreError,
 )
 from runtime.references import parse
-from tests.runtime.test_distribution import (
-    ALICE,
-    Recorder,
-    Registry,
-    distribution_registry,
-    push_image,
-    token_dockyard,
-)
+from tests.runtime.test_distribution import Recorder
 from tests.support.clients import Docker, Podman, Skopeo, ToolHome
 from tests.support.dockerd import Dockerd, running_dockerd
 from tests.support.images import Image, ImageFactory, TarEntry, make_tar, write_docker_archive
+from tests.support.registries import ALICE, Registry, push_image, token_dockyard
 from tests.support.server import live_registry
 
 pytestmark = pytest.mark.interop
-
-
-@pytest.fixture(params=["dockyard", "distribution"])
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    """Every test using it runs against a live dockyard and a live CNCF Distribution."""
-    if request.param == "dockyard":
-        (tmp_path / "dockyard").mkdir()
-        with live_registry(tmp_path / "dockyard") as live:
-            yield Registry("dockyard", live.host, live.log, live.data)
-    else:
-        with distribution_registry(tmp_path / "distribution") as registry:
-            yield registry
-
-
-@pytest.fixture(scope="module")
-def factory(tmp_path_factory: pytest.TempPathFactory) -> ImageFactory:
-    made = ImageFactory(tmp_path_factory.mktemp("oci-images"))
-    _ = made.base_layer
-    return made
 
 
 @pytest.fixture
