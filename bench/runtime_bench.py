@@ -41,14 +41,10 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from tests.support.clients import Podman, Skopeo, ToolHome  # noqa: E402
 from tests.support.images import (  # noqa: E402
-    CREATED,
-    OCI_CONFIG,
-    OCI_MANIFEST,
     PATH_ENV,
     ImageFactory,
     Layer,
-    canonical_json,
-    sha256_digest,
+    image_config,
 )
 from tests.support.server import live_registry  # noqa: E402
 
@@ -86,29 +82,8 @@ def check(cmd: Sequence[str], env: dict[str, str] | None = None, cwd: Path | Non
 
 def write_image(factory: ImageFactory, tag: str, layers: Sequence[Layer], cmd: Sequence[str]) -> str:
     """Write an image of ``layers`` into the factory's layout; returns its ``oci:DIR:TAG`` reference."""
-    config = canonical_json(
-        {
-            "created": CREATED,
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Env": [PATH_ENV], "Cmd": list(cmd), "WorkingDir": "/"},
-            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
-            "history": [{"created": CREATED, "created_by": layer.comment} for layer in layers],
-        }
-    )
-    manifest = canonical_json(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": sha256_digest(config), "size": len(config)},
-            "layers": [layer.descriptor() for layer in layers],
-        }
-    )
-    for layer in layers:
-        factory.layout.add_blob(layer.blob)
-    factory.layout.add_blob(config)
-    factory.layout.tag(tag, OCI_MANIFEST, manifest)
-    return f"oci:{factory.root}:{tag}"
+    process = {"Env": [PATH_ENV], "Cmd": list(cmd), "WorkingDir": "/"}
+    return factory.add_image(tag, layers, image_config(layers, "amd64", process=process)).oci_ref
 
 
 def make_bundle(bundle: Path, layer: Layer) -> None:

@@ -25,13 +25,9 @@ import pytest
 
 from tests.support.clients import Podman, Skopeo, ToolHome
 from tests.support.images import (
-    CREATED,
-    OCI_CONFIG,
-    OCI_MANIFEST,
     PATH_ENV,
     ImageFactory,
-    canonical_json,
-    sha256_digest,
+    image_config,
 )
 from tests.support.server import LiveRegistry, live_registry
 from tests.support.tools import require_root, require_tool
@@ -75,29 +71,8 @@ CASES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
 
 def write_image(factory: ImageFactory, tag: str, fields: Mapping[str, Any]) -> str:
     """Write an image (busybox layer + crafted config) into the factory's layout; returns its ``oci:`` reference."""
-    base = factory.base_layer
-    config = canonical_json(
-        {
-            "created": CREATED,
-            "architecture": "amd64",
-            "os": "linux",
-            "config": dict(fields),
-            "rootfs": {"type": "layers", "diff_ids": [base.diff_id]},
-            "history": [{"created": CREATED, "created_by": base.comment}],
-        }
-    )
-    manifest = canonical_json(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": sha256_digest(config), "size": len(config)},
-            "layers": [base.descriptor()],
-        }
-    )
-    factory.layout.add_blob(base.blob)
-    factory.layout.add_blob(config)
-    factory.layout.tag(tag, OCI_MANIFEST, manifest)
-    return f"oci:{factory.root}:{tag}"
+    layers = [factory.base_layer]
+    return factory.add_image(tag, layers, image_config(layers, "amd64", process=fields)).oci_ref
 
 
 @dataclass

@@ -138,18 +138,20 @@ def layer_from_entries(entries: Iterable[TarEntry], comment: str) -> Layer:
     return Layer(tar, gzip_bytes(tar), comment)
 
 
-def image_config(layers: Sequence[Layer], architecture: str, labels: Mapping[str, str] | None = None) -> bytes:
-    """An OCI image config for ``layers``: rootfs.diff_ids, Cmd, Env and one history entry per layer."""
+def image_config(
+    layers: Sequence[Layer],
+    architecture: str,
+    labels: Mapping[str, str] | None = None,
+    process: Mapping[str, Any] | None = None,
+) -> bytes:
+    """An OCI image config for ``layers``: rootfs.diff_ids, one history entry per layer, and ``process`` as
+    its ``config`` section (default: PATH, ``Cmd ["/bin/sh"]``, WorkingDir ``/`` and ``labels``)."""
+    default = {"Env": [PATH_ENV], "Cmd": ["/bin/sh"], "WorkingDir": "/", "Labels": dict(labels or {})}
     config: dict[str, Any] = {
         "created": CREATED,
         "architecture": architecture,
         "os": "linux",
-        "config": {
-            "Env": [PATH_ENV],
-            "Cmd": ["/bin/sh"],
-            "WorkingDir": "/",
-            "Labels": dict(labels or {}),
-        },
+        "config": dict(process) if process is not None else default,
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
         "history": [{"created": CREATED, "created_by": layer.comment} for layer in layers],
     }
@@ -352,7 +354,17 @@ class ImageFactory:
         """A multi-layer image (busybox, then a unique ``/hello.txt``, then ``extra_layers``), tagged ``tag``."""
         content = hello if hello is not None else f"hello from {self._unique(tag)}\n".encode()
         layers = (self.base_layer, self.hello_layer(content), *extra_layers)
-        config = image_config(layers, architecture, labels)
+        return self.add_image(tag, layers, image_config(layers, architecture, labels), architecture, write_tag)
+
+    def add_image(
+        self,
+        tag: str,
+        layers: Sequence[Layer],
+        config: bytes,
+        architecture: str = "amd64",
+        write_tag: bool = True,
+    ) -> Image:
+        """Write an image of ``layers`` with ``config`` (see :func:`image_config`) into the layout."""
         manifest = canonical_json(
             {
                 "schemaVersion": 2,
