@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -49,12 +48,6 @@ class Login:
     def refresh_subject(self) -> str:
         name = self.principal.subject
         return f"{name}{_PAT_MARK}{self.token_id}" if self.token_id else name
-
-
-def _json(data: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, body=json.dumps(data).encode(), content_type="application/json", headers=headers or {}
-    )
 
 
 def basic_credentials(request: web.Request) -> tuple[str, str] | None:
@@ -160,7 +153,7 @@ class TokenService:
         credentials = basic_credentials(request)
         login = Login(ANONYMOUS) if credentials is None else await self.login(request, *credentials)
         offline = request.query.get("offline_token", "").lower() == "true"
-        return _json(await self._issue(login, service, request.query.getall("scope", []), offline))
+        return web.json_response(await self._issue(login, service, request.query.getall("scope", []), offline))
 
     async def post_token(self, request: web.Request) -> web.Response:
         """``POST /auth/token``: the OAuth2 ``password`` and ``refresh_token`` grants."""
@@ -173,12 +166,13 @@ class TokenService:
         elif grant == "refresh_token":
             login = await self.from_refresh(fields.get("refresh_token", ""))
         else:
-            return _json({"error": "unsupported_grant_type", "error_description": f"grant_type {grant!r}"}, 400)
+            refused = {"error": "unsupported_grant_type", "error_description": f"grant_type {grant!r}"}
+            return web.json_response(refused, status=400)
         scopes = [v for k, v in form.items() if k == "scope" and isinstance(v, str)]
         answer = await self._issue(login, service, scopes, fields.get("access_type") == "offline")
         if grant == "refresh_token":
             answer.setdefault("refresh_token", fields["refresh_token"])
-        return _json(answer)
+        return web.json_response(answer)
 
 
 async def get_token(request: web.Request) -> web.Response:

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.supervisor import read_state, update_state
+from runtime.supervisor import read_state, runs_module, update_state
 
 CLONE_NEWNET = 0x40000000
 DEFAULT_HOST_IP = "127.0.0.1"
@@ -127,13 +127,7 @@ def setns(path: Path, nstype: int = CLONE_NEWNET) -> None:
 
 def proxy_alive(container_dir: Path, pid: int) -> bool:
     """True when ``pid`` is a live port proxy of ``container_dir`` (a recycled pid is not)."""
-    if pid <= 0:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return PROXY_MODULE.encode() in cmdline and str(container_dir.resolve()).encode() in cmdline
+    return runs_module(pid, PROXY_MODULE, container_dir)
 
 
 def start_proxy(

@@ -127,15 +127,21 @@ def read_status(container_dir: Path) -> ContainerStatus:
     return ContainerStatus.from_state(read_state(container_dir))
 
 
-def supervisor_alive(container_dir: Path, pid: int) -> bool:
-    """True when ``pid`` is a live supervisor of ``container_dir`` (a recycled pid is not)."""
+def runs_module(pid: int, module: str, container_dir: Path) -> bool:
+    """True when ``pid`` is a live ``python -m <module>`` process working for ``container_dir``: its
+    command line names both, so a recycled pid is not mistaken for it."""
     if pid <= 0:
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"runtime.supervisor" in cmdline and str(container_dir.resolve()).encode() in cmdline
+    return module.encode() in cmdline and str(container_dir.resolve()).encode() in cmdline
+
+
+def supervisor_alive(container_dir: Path, pid: int) -> bool:
+    """True when ``pid`` is a live supervisor of ``container_dir`` (a recycled pid is not)."""
+    return runs_module(pid, "runtime.supervisor", container_dir)
 
 
 # -- docker's json-file log ----------------------------------------------------------------------

@@ -31,7 +31,7 @@ from typing import TypeVar
 
 from registry.errors import RegistryError
 from registry.manifests import ParsedManifest, parse_manifest
-from registry.reference import Digest, parse_digest
+from registry.reference import Digest
 from registry.store import Store, links
 from registry.store.paths import key
 from registry.store.repos import repositories
@@ -129,16 +129,17 @@ class Collector:
     async def _classify(self, repo: _Repo, info: FileInfo, parts: list[str]) -> None:
         match parts:
             case ["_layers", algorithm, hexpart, "link"]:
-                if digest := _digest(algorithm, hexpart):
+                if digest := links.digest_of_names(algorithm, hexpart):
                     repo.layers.add(digest)
             case ["_manifests", "revisions", algorithm, hexpart, "link"]:
-                if digest := _digest(algorithm, hexpart):
+                if digest := links.digest_of_names(algorithm, hexpart):
                     repo.revisions[digest] = info.modified
             case ["_manifests", "tags", tag, "link"]:
                 content = await links.read_optional(self.driver, info.path)
-                repo.tags[tag] = _digest(*content.decode().partition(":")[::2]) if content else None
+                repo.tags[tag] = links.digest_of_names(*content.decode().partition(":")[::2]) if content else None
             case ["_referrers", algorithm, hexpart, entry]:
-                subject, referrer = _digest(algorithm, hexpart), _digest(*entry.partition("-")[::2])
+                subject = links.digest_of_names(algorithm, hexpart)
+                referrer = links.digest_of_names(*entry.partition("-")[::2])
                 if subject and referrer:
                     repo.referrers.append((subject, referrer))
             case ["_uploads", upload_id, _]:
@@ -275,7 +276,7 @@ class Collector:
         stored: dict[Digest, dict[str, FileInfo]] = {}
         async for info in self.driver.walk(root):
             parts = info.path[len(root) + 1 :].split("/")
-            if len(parts) == 4 and (digest := _digest(parts[0], parts[2])):
+            if len(parts) == 4 and (digest := links.digest_of_names(parts[0], parts[2])):
                 stored.setdefault(digest, {})[parts[3]] = info
         return stored
 
@@ -319,13 +320,6 @@ async def _bounded(work: Iterable[Awaitable[T]], limit: int = 16) -> list[T]:
             return await item
 
     return await asyncio.gather(*(one(item) for item in work))
-
-
-def _digest(algorithm: str, hexpart: str) -> Digest | None:
-    try:
-        return parse_digest(f"{algorithm}:{hexpart}")
-    except RegistryError:
-        return None
 
 
 async def collect(store: Store, options: GcOptions) -> GcReport:

@@ -62,8 +62,13 @@ async def digests_in(driver: StorageDriver, folder: str, sharded: bool = False) 
         for shard in shards:
             base = f"{folder}/{algorithm}/{shard}".rstrip("/")
             for hexpart in await children(driver, base):
-                try:
-                    digest = parse_digest(f"{algorithm}:{hexpart}")
-                except RegistryError:
-                    continue
-                yield digest
+                if digest := digest_of_names(algorithm, hexpart):
+                    yield digest
+
+
+def digest_of_names(algorithm: str, hexpart: str) -> Digest | None:
+    """The digest two key components name (``sha256``, ``<hex>``), or None when they name none."""
+    try:
+        return parse_digest(f"{algorithm}:{hexpart}")
+    except RegistryError:
+        return None
