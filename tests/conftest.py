@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.clients import ToolHome
 from tests.support.s3 import S3Server, s3_server
 from tests.support.server import LiveRegistry, live_registry
 
@@ -30,3 +31,13 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A real S3-compatible server (moto in server mode, or DOCKYARD_TEST_S3_ENDPOINT) for the session."""
     with s3_server(tmp_path_factory.mktemp("s3")) as server:
         yield server
+
+
+@pytest.fixture
+def tool_home(tmp_path: Path) -> Iterator[ToolHome]:
+    """HOME, XDG dirs, auth file and containers configuration private to this test."""
+    home = ToolHome(tmp_path / "tools")
+    try:
+        yield home
+    finally:
+        home.cleanup()

@@ -41,16 +41,6 @@ def multi_arch_image(image_factory: ImageFactory) -> MultiArchImage:
 
 
 @pytest.fixture
-def tool_home(tmp_path: Path) -> Iterator[ToolHome]:
-    """HOME, XDG dirs, auth file and containers configuration private to this test."""
-    home = ToolHome(tmp_path / "tools")
-    try:
-        yield home
-    finally:
-        home.cleanup()
-
-
-@pytest.fixture
 def skopeo(tool_home: ToolHome, registry_process: LiveRegistry) -> Skopeo:
     return Skopeo(tool_home, registry_process)
 

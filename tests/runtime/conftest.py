@@ -34,9 +34,5 @@ def factory(tmp_path_factory: pytest.TempPathFactory) -> ImageFactory:
 
 
 @pytest.fixture
-def skopeo(tmp_path: Path) -> Iterator[Skopeo]:
-    home = ToolHome(tmp_path / "tools")
-    try:
-        yield Skopeo(home)
-    finally:
-        home.cleanup()
+def skopeo(tool_home: ToolHome) -> Skopeo:
+    return Skopeo(tool_home)

@@ -50,20 +50,6 @@ pytestmark = pytest.mark.interop
 
 
 @pytest.fixture
-def tool_home(tmp_path: Path) -> Iterator[ToolHome]:
-    home = ToolHome(tmp_path / "tools")
-    try:
-        yield home
-    finally:
-        home.cleanup()
-
-
-@pytest.fixture
-def skopeo(tool_home: ToolHome) -> Skopeo:
-    return Skopeo(tool_home)
-
-
-@pytest.fixture
 def store(tmp_path: Path) -> ImageStore:
     return ImageStore(tmp_path / "store")
 
