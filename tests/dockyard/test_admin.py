@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.server import run_dockyard
 from tests.support.tools import require_tool
 
 ENV = {"DOCKYARD_AUTH__MODE": "token", "DOCKYARD_AUTH__BCRYPT_ROUNDS": "4"}
 
 
 def run(data: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dockyard", *args, "--data", str(data)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **ENV},
-    )
+    return run_dockyard(*args, "--data", str(data), stdin=stdin, env=ENV)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:

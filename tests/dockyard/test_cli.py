@@ -14,13 +14,11 @@ import pytest
 import requests
 
 from tests.support.s3 import S3Server
-from tests.support.server import LiveRegistry, free_port, live_registry
+from tests.support.server import LiveRegistry, free_port, live_registry, run_dockyard
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dockyard", *args], capture_output=True, text=True, timeout=30, cwd=cwd
-    )
+    return run_dockyard(*args, cwd=cwd, timeout=30)
 
 
 def test_version_and_help() -> None:

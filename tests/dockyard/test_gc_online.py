@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ import requests
 
 from tests.support.oci import OCI_MANIFEST, descriptor
 from tests.support.s3 import S3Server
-from tests.support.server import LiveRegistry, live_registry
+from tests.support.server import LiveRegistry, live_registry, run_dockyard
 
 TIMEOUT = 30
 
@@ -123,13 +121,7 @@ class Online:
     storage_flags: list[str]
 
     def gc(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "dockyard", "gc", *self.storage_flags, *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, **self.storage_env},
-        )
+        return run_dockyard("gc", *self.storage_flags, *args, env=self.storage_env, timeout=120)
 
 
 @pytest.fixture(params=["filesystem", "s3"])

@@ -5,8 +5,6 @@ anonymous pulls work for public repositories and not for private ones."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,17 +17,11 @@ from tests.support.clients import Docker, Podman, Skopeo, ToolError, ToolHome
 from tests.support.dockerd import Dockerd
 from tests.support.images import ImageFactory, write_docker_archive
 from tests.support.registries import TOKEN_ENV, add_user
-from tests.support.server import LiveRegistry, live_registry
+from tests.support.server import LiveRegistry, live_registry, run_dockyard
 
 pytestmark = pytest.mark.interop
 
 USERS = {"alice": "alice-password-1", "bob": "bob-password-22"}
-
-
-def dockyard(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dockyard", *args], input=stdin, capture_output=True, text=True, timeout=60
-    )
 
 
 @pytest.fixture
@@ -100,7 +92,7 @@ def test_new_user_login_push_private_and_anonymous_host_locked_out(
     docker_user.run("pull", remote)  # anonymous docker pull of a public repository
     assert docker_user.image_inspect(remote)["Id"] == image.config_digest
 
-    made_private = dockyard("repo", "visibility", "alice/app", "private", "--data", str(registry.data))
+    made_private = run_dockyard("repo", "visibility", "alice/app", "private", "--data", str(registry.data))
     assert made_private.returncode == 0, made_private.stderr
 
     locked = anonymous.run("inspect", "--tls-verify=false", f"docker://{remote}", check=False)

@@ -4,7 +4,6 @@ joined only by a veth pair (tests/support/netns.py). Nothing is reachable throug
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 from tests.support.clients import Skopeo, ToolHome
 from tests.support.images import ImageFactory
 from tests.support.netns import Host, two_hosts
-from tests.support.server import free_port, stop_process
+from tests.support.server import free_port, run_dockyard, stop_process
 
 pytestmark = pytest.mark.interop
 
@@ -70,9 +69,8 @@ def remote_registry(hosts: tuple[Host, Host], tmp_path: Path) -> Iterator[Remote
 
 
 def dockyard_on(host: Host, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DOCKER_CONFIG": str(root / "docker-config"), "HOME": str(root / "home")}
-    command = host.command(sys.executable, "-m", "dockyard", "--root", str(root / "state"), *args)
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    env = {"DOCKER_CONFIG": str(root / "docker-config"), "HOME": str(root / "home")}
+    return run_dockyard("--root", str(root / "state"), *args, env=env, prefix=host.command(), timeout=300)
 
 
 def test_image_pushed_on_one_host_is_pulled_on_the_other(

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,3 +81,25 @@ def live_registry(workdir: Path, *extra_args: str, env: dict[str, str] | None = 
         yield LiveRegistry(process, port, data, log)
     finally:
         stop_process(process)
+
+
+def run_dockyard(
+    *args: str,
+    stdin: str = "",
+    env: dict[str, str] | None = None,
+    prefix: Sequence[str] = (),
+    cwd: Path | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m dockyard ARGS`` as a user would (``prefix`` wraps it, e.g. in ``nsenter``); ``env``
+    adds to this process's environment. Never raises on a non-zero exit: tests check the result."""
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "dockyard", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
