@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,8 +20,7 @@ import requests
 from auth.keys import KeyRing
 from auth.scopes import ResourceAccess
 from auth.tokens import TokenIssuer
-from tests.support.server import free_port, stop_process, wait_http
-from tests.support.tools import require_tool
+from tests.support.registries import distribution_registry
 
 pytestmark = pytest.mark.interop
 
@@ -58,43 +56,21 @@ class Distribution:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-15:])
 
 
-def write_config(workdir: Path, port: int, bundle: Path) -> Path:
-    config = workdir / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: info\n"
-        "storage:\n"
-        f"  filesystem:\n    rootdirectory: {workdir / 'data'}\n"
-        "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+@pytest.fixture(scope="module")
+def distribution(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distribution]:
+    workdir = tmp_path_factory.mktemp("distribution")
+    ring = KeyRing.load(workdir / "keys" / "token.pem", overlap=600)
+    bundle = workdir / "bundle.pem"
+    bundle.write_bytes(ring.current.certificate_pem())
+    auth = (
         "auth:\n  token:\n"
         f"    realm: {REALM}\n"
         f"    service: {SERVICE}\n"
         f"    issuer: {ISSUER}\n"
         f"    rootcertbundle: {bundle}\n"
     )
-    return config
-
-
-@pytest.fixture(scope="module")
-def distribution(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distribution]:
-    binary = require_tool("docker-registry")
-    workdir = tmp_path_factory.mktemp("distribution")
-    ring = KeyRing.load(workdir / "keys" / "token.pem", overlap=600)
-    bundle = workdir / "bundle.pem"
-    bundle.write_bytes(ring.current.certificate_pem())
-    port = free_port()
-    config = write_config(workdir, port, bundle)
-    # Distribution's Go AWS SDK panics at start when AWS_CA_BUNDLE is set (see MACHINE.md).
-    env = {name: value for name, value in os.environ.items() if name != "AWS_CA_BUNDLE"}
-    log = workdir / "registry.log"
-    with open(log, "wb") as log_fh:
-        process = subprocess.Popen([binary, "serve", str(config)], stdout=log_fh, stderr=subprocess.STDOUT, env=env)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/v2/", process=process)
-        yield Distribution(f"http://127.0.0.1:{port}", log, TokenIssuer(ring, issuer=ISSUER))
-    finally:
-        stop_process(process)
+    with distribution_registry(workdir, auth=auth) as registry:
+        yield Distribution(f"http://{registry.host}", registry.log, TokenIssuer(ring, issuer=ISSUER))
 
 
 def upload_blob(registry: Distribution, name: str, token: str, body: bytes) -> requests.Response:

@@ -42,13 +42,15 @@ class Registry:
 
 
 @contextmanager
-def distribution_registry(workdir: Path, htpasswd: Path | None = None) -> Iterator[Registry]:
-    """CNCF Distribution 2.8 on a free loopback port with filesystem storage under ``workdir`` (Basic auth when
-    ``htpasswd`` is given); stopped by pid. Its Go AWS SDK panics with ``AWS_CA_BUNDLE`` set (MACHINE.md)."""
+def distribution_registry(workdir: Path, htpasswd: Path | None = None, auth: str = "") -> Iterator[Registry]:
+    """CNCF Distribution 2.8 on a free loopback port with filesystem storage under ``workdir``; Basic auth when
+    ``htpasswd`` is given, else ``auth`` as the config's whole ``auth:`` section (e.g. token auth); stopped by
+    pid. Its Go AWS SDK panics with ``AWS_CA_BUNDLE`` set (MACHINE.md)."""
     binary = require_tool("docker-registry")
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    auth = f"auth:\n  htpasswd:\n    realm: dockyard-test\n    path: {htpasswd}\n" if htpasswd else ""
+    if htpasswd:
+        auth = f"auth:\n  htpasswd:\n    realm: dockyard-test\n    path: {htpasswd}\n"
     config = workdir / "config.yml"
     config.write_text(
         "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
