@@ -6,13 +6,18 @@ Run from the repository root (as root; needs runc, podman, skopeo and busybox-st
 
 What it measures, side by side, with p50 and p90 of wall-clock time per command:
 
-- ``dockyard run --rm IMAGE /bin/true`` (image pulled beforehand; dockyard's default network is none);
+- ``dockyard run --rm --network none IMAGE /bin/true`` (image pulled beforehand). dockyard's default network is
+  bridge, like docker's; none is passed to it and to podman alike, so that the comparison stays fair;
 - ``runc run`` of an equivalent bundle (the same busybox rootfs, ``runc spec`` config, args ``/bin/true``) with a
   private ``--root``;
 - ``podman run --rm --network none IMAGE /bin/true`` (private storage, vfs, runtime runc and the ulimits of a private
   containers.conf; image pulled beforehand);
 - ``dockyard pull`` of a 5-layer image of random layers (``--pull-size`` in total) into a fresh root against
   ``skopeo copy docker://... oci:DIR`` of the same image into a fresh directory.
+
+dockyard runs as installed: with bytecode caches (pip compiles them at install time). An environment that sets
+``PYTHONDONTWRITEBYTECODE`` would make every dockyard command compile its modules again, so that variable is dropped
+for dockyard and the caches go to the temp dir (``PYTHONPYCACHEPREFIX``); the first, untimed pull fills them.
 
 Every image comes from a live ``dockyard serve`` on 127.0.0.1 started here. Ratios dockyard/runc,
 dockyard/podman and dockyard/skopeo are printed with the targets (run within 1.5x runc and faster than podman;
@@ -107,6 +112,8 @@ class Dockyard:
         (home / ".docker").mkdir(parents=True, exist_ok=True)
         self.env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
         self.env["PYTHONPATH"] = str(REPO_ROOT)
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)  # see the module docstring
+        self.env["PYTHONPYCACHEPREFIX"] = str(home / "pycache")
 
     def __call__(self, *args: str, root: Path | None = None) -> None:
         check([sys.executable, "-m", "dockyard", "--root", str(root or self.root), *args], self.env, REPO_ROOT)
@@ -153,7 +160,7 @@ def bench(work: Path, runs: int, pull_size: int, pull_runs: int) -> list[str]:
 
             results: dict[str, list[float]] = {"dockyard": [], "runc": [], "podman": []}
             for i in range(runs):  # interleaved, so drift on the machine hits all three alike
-                results["dockyard"].append(timed(dockyard, "run", "--rm", small, "/bin/true"))
+                results["dockyard"].append(timed(dockyard, "run", "--rm", "--network", "none", small, "/bin/true"))
                 runc_cmd = ["runc", "--root", str(runc_root), "run", "--bundle", str(bundle), f"{prefix}-{i}"]
                 results["runc"].append(timed(check, runc_cmd))
                 results["podman"].append(timed(check, podman_cmd, home.env))

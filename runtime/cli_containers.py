@@ -7,7 +7,6 @@ container's code (126/127 when the command cannot be run or is not found). Never
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import contextlib
 import functools
@@ -25,11 +24,9 @@ from typing import IO, Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from dockyard.cli import cli, runtime_root
-from runtime.applier import LayerError
 from runtime.containers import Container, ContainerError, ContainerStore, VolumeSpec, parse_signal, parse_volume
-from runtime.distribution import DistributionError, NotFoundError, RegistryClient, RichProgress
 from runtime.imagestore import ImageNotFoundError, ImageRecord, ImageStoreError
-from runtime.layerdiff import LayerDiffError
+from runtime.manifests import DistributionError, NotFoundError
 from runtime.network import PortMapping, PublishError, parse_publish
 from runtime.ocirt import OciRuntimeError, StartError
 from runtime.references import InvalidReferenceError, parse
@@ -52,12 +49,18 @@ USER_ERRORS = (
 OWN_FAILURES = (
     OciRuntimeError,
     SupervisorError,
-    LayerError,
-    LayerDiffError,
     ImageStoreError,
     DistributionError,
     OSError,
 )
+# Failures of modules that `run` does not import unless it needs them (a module never imported raised nothing).
+LAZY_OWN_FAILURES = (("runtime.applier", "LayerError"), ("runtime.layerdiff", "LayerDiffError"))
+
+
+def own_failures() -> tuple[type[BaseException], ...]:
+    """:data:`OWN_FAILURES` and those of :data:`LAZY_OWN_FAILURES` whose module is loaded."""
+    loaded = tuple(getattr(sys.modules[module], name) for module, name in LAZY_OWN_FAILURES if module in sys.modules)
+    return OWN_FAILURES + loaded
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -77,7 +80,7 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
             fail(str(exc), 1)
         except StartError as exc:
             fail(str(exc), exc.exit_code)
-        except OWN_FAILURES as exc:
+        except own_failures() as exc:
             fail(str(exc), 125)
 
     return wrapper
@@ -100,10 +103,14 @@ def local_image(store: ContainerStore, text: str) -> ImageRecord:
     reference = parse(text)
     click.echo(f"Unable to find image '{text}' locally", err=True)
 
+    import asyncio  # only when pulling: asyncio, rich and aiohttp cost a run 200 ms to import
+
+    from rich.console import Console
+
+    from runtime.distribution import RegistryClient, RichProgress
+
     async def pull() -> ImageRecord:
         async with RegistryClient() as client:
-            from rich.console import Console
-
             with RichProgress(Console(stderr=True), transient=True) as progress:
                 return await store.images.pull(reference, client, progress=progress)
 
@@ -210,9 +217,9 @@ def attach(store: ContainerStore, container: Container, interactive: bool) -> in
 @click.option(
     "--network",
     type=click.Choice(["none", "host", "bridge"]),
-    default="none",
+    default="bridge",
     show_default=True,
-    help="none: loopback only; host: the host's; bridge: an address on dockyard's bridge (10.88.0.0/16).",
+    help="bridge: an address on dockyard's bridge (10.88.0.0/16); none: loopback only; host: the host's.",
 )
 @click.option("-p", "--publish", multiple=True, help="[ADDR:]HOSTPORT:CTRPORT[/tcp] (ADDR default 127.0.0.1).")
 @click.option("-i", "--interactive", is_flag=True, help="Keep stdin open.")
@@ -309,7 +316,7 @@ def reap(store: ContainerStore) -> None:
     """Remove the exited containers that were started with ``--rm -d``."""
     for container in store.all():
         if container.auto_remove and container.status().exited and not container.is_running():
-            with contextlib.suppress(*OWN_FAILURES):
+            with contextlib.suppress(*own_failures()):
                 store.remove(container, volumes=True)
 
 

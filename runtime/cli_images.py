@@ -10,7 +10,6 @@ Registries on 127.0.0.0/8 (and ``localhost``) may speak plain HTTP; any other ho
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import json
@@ -18,27 +17,24 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
 from dockyard.cli import cli, runtime_root
 from runtime.credentials import CredentialsError, CredentialStore, hostname_of
-from runtime.distribution import (
-    DistributionError,
-    NullProgress,
-    Platform,
-    Progress,
-    RegistryClient,
-    RichProgress,
-)
 from runtime.imagestore import UNNAMED, ImageNotFoundError, ImageRecord, ImageStore, ImageStoreError
+from runtime.manifests import DistributionError, NullProgress, Platform, Progress
 from runtime.references import InvalidReferenceError, Reference, parse
 
+if TYPE_CHECKING:  # aiohttp and rich are imported only by the commands that talk to a registry
+    from runtime.distribution import RegistryClient
+
 P = ParamSpec("P")
+T = TypeVar("T")
 
 INSECURE_ENV = "DOCKYARD_INSECURE_REGISTRIES"
 EXIT_USER = 1
@@ -106,6 +102,20 @@ def insecure_registries(flags: Iterable[str]) -> list[str]:
     return [host.strip() for host in [*flags, *listed] if host.strip()]
 
 
+def run_async(work: Coroutine[Any, Any, T]) -> T:
+    """``run_async(work)``; asyncio is imported here, by the commands that talk to a registry (it is slow to load)."""
+    import asyncio
+
+    return asyncio.run(work)
+
+
+def registry_client(insecure: list[str], **options: Any) -> RegistryClient:
+    """A fresh registry client that treats the hosts of ``insecure`` as insecure registries."""
+    from runtime.distribution import RegistryClient
+
+    return RegistryClient(insecure_registries=insecure, **options)
+
+
 def image_store(ctx: click.Context) -> ImageStore:
     """The image store under the global ``--root``."""
     return ImageStore(runtime_root(ctx))
@@ -114,6 +124,8 @@ def image_store(ctx: click.Context) -> ImageStore:
 def progress_display(show: bool) -> contextlib.AbstractContextManager[Progress]:
     """Rich bars per blob and a total when ``show`` (and stdout is a terminal); otherwise nothing."""
     if show and sys.stdout.isatty():
+        from runtime.distribution import RichProgress
+
         return RichProgress()
     return contextlib.nullcontext(NullProgress())
 
@@ -209,7 +221,7 @@ def read_username(username: str | None) -> str:
 
 async def verify_login(host: str, username: str, password: str, insecure: list[str]) -> str | None:
     """Check the credentials against the registry; returns the identity token it handed out, if any."""
-    async with RegistryClient(credentials=lambda _host: None, insecure_registries=insecure) as client:
+    async with registry_client(insecure, credentials=lambda _host: None) as client:
         return await client.login(host, username, password)
 
 
@@ -229,7 +241,7 @@ def login(
         raise UserError(f"invalid registry address {server!r}")
     secret = read_password(password, password_stdin, username)
     user = read_username(username)
-    token = asyncio.run(verify_login(host, user, secret, insecure_registries(insecure)))
+    token = run_async(verify_login(host, user, secret, insecure_registries(insecure)))
     CredentialStore().login(host, user, secret, identity_token=token)
     click.echo("Login Succeeded")
 
@@ -253,7 +265,7 @@ async def pull_image(
     store: ImageStore, ref: Reference, platform: Platform | None, insecure: list[str], progress: Progress
 ) -> ImageRecord:
     """Pull ``ref`` into ``store`` with a fresh registry client."""
-    async with RegistryClient(insecure_registries=insecure) as client:
+    async with registry_client(insecure) as client:
         return await store.pull(ref, client, platform, progress)
 
 
@@ -281,7 +293,7 @@ def pull(ctx: click.Context, reference: str, platform: str | None, quiet: bool, 
     if not quiet:
         click.echo(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
     with progress_display(not quiet) as progress:
-        record = asyncio.run(pull_image(store, ref, wanted, insecure_registries(insecure), progress))
+        record = run_async(pull_image(store, ref, wanted, insecure_registries(insecure), progress))
     if not quiet:
         click.echo(f"Digest: {record.index_digest or record.manifest_digest}")
         fresh = before is None or before.manifest_digest != record.manifest_digest
@@ -292,7 +304,7 @@ def pull(ctx: click.Context, reference: str, platform: str | None, quiet: bool, 
 
 async def push_image(store: ImageStore, name: str, insecure: list[str], progress: Progress) -> str:
     """Push the local image ``name`` with a fresh registry client; returns the manifest digest."""
-    async with RegistryClient(insecure_registries=insecure) as client:
+    async with registry_client(insecure) as client:
         return await store.push(name, client, progress)
 
 
@@ -312,7 +324,7 @@ def push(ctx: click.Context, reference: str, quiet: bool, insecure: tuple[str, .
     if not quiet:
         click.echo(f"The push refers to repository [{ref.name}]")
     with progress_display(not quiet) as progress:
-        digest = asyncio.run(push_image(store, record.name, insecure_registries(insecure), progress))
+        digest = run_async(push_image(store, record.name, insecure_registries(insecure), progress))
     if quiet:
         click.echo(str(ref))
         return

@@ -39,11 +39,9 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runtime.applier import apply_layer
 from runtime.imagestore import OCI_CONFIG, OCI_LAYER_GZIP, ImageRecord, ImageStore, LayerInfo
-from runtime.layerdiff import LayerDigests, write_layer
 from runtime.network import (
     PortMapping,
     allocate_ip,
@@ -73,6 +71,9 @@ from runtime.supervisor import (
 )
 from runtime.users import secure_join
 from runtime.volumes import VOLUME_NAME_RE, VolumeError, VolumeStore, check_volume_name
+
+if TYPE_CHECKING:  # the layer modules (tarfile, gzip, logging) load only when a layer is unpacked or written
+    from runtime.layerdiff import LayerDigests
 
 OVERLAY_OPTIONS = "redirect_dir=off,metacopy=off"
 RUNC_MOUNTPOINTS = (*(f"etc/{name}" for name in ETC_FILES), "proc", "dev", "sys")
@@ -125,6 +126,8 @@ class LayerCache:
         with open(target.with_name(target.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not target.is_dir():  # another process may have unpacked it while we waited
+                from runtime.applier import apply_layer
+
                 staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.dir))
                 with open(layer.path, "rb") as stream:
                     apply_layer(stream, staging, label=layer.digest, whiteout_format="overlay")
@@ -532,8 +535,9 @@ class ContainerStore:
 
     def _destroy(self, container: Container) -> None:
         stop_proxy(container.dir)
-        with contextlib.suppress(OciRuntimeError):
-            self.runtime.delete(container.id, force=True)
+        if self.runtime.exists(container.id):  # the supervisor deletes it; not when it was killed
+            with contextlib.suppress(OciRuntimeError):
+                self.runtime.delete(container.id, force=True)
         unmount(container.rootfs)
         if is_mounted(container.rootfs):
             raise OSError(f"{container.rootfs} is still mounted; not deleting the container directory")
@@ -598,6 +602,8 @@ class ContainerStore:
 
     def _write_layer(self, container: Container) -> LayerDigests:
         """Write the upper dir (without runc's mountpoints) as a layer blob into the image store."""
+        from runtime.layerdiff import write_layer
+
         lowers = [self.layers.path(cid) for cid in reversed(container.chain_ids)]
         tmp = container.dir / "commit.tmp"
         try:

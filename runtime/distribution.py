@@ -22,8 +22,10 @@ It speaks to dockyard (open or token mode), CNCF Distribution and any registry d
   Distribution 2.8 does) and ``POST`` + one streamed ``PATCH`` + ``PUT ?digest=`` otherwise; cross-repository
   mounts are ``POST ?mount=&from=``.
 
-Every failure is a :class:`DistributionError` subclass with a one-line message naming the host, repository and
-digest or tag involved. :class:`RichProgress` renders the per-blob :class:`Progress` events with rich.
+Every failure is a :class:`~runtime.manifests.DistributionError` subclass with a one-line message naming the host,
+repository and digest or tag involved. :class:`RichProgress` renders the per-blob
+:class:`~runtime.manifests.Progress` events with rich. The types shared with the image store (manifests,
+platforms, errors) live in :mod:`runtime.manifests`, which imports neither aiohttp nor rich.
 """
 
 from __future__ import annotations
@@ -36,14 +38,13 @@ import hashlib
 import ipaddress
 import json
 import os
-import platform as host_platform_module
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import aiohttp
 from rich.console import Console
@@ -53,19 +54,27 @@ from yarl import URL
 
 from runtime.credentials import Credentials
 from runtime.credentials import lookup as default_lookup
+from runtime.manifests import (
+    MANIFEST_ACCEPT,
+    MAX_MANIFEST_BYTES,
+    AuthenticationError,
+    BlobVerificationError,
+    DistributionError,
+    Manifest,
+    ManifestError,
+    NotFoundError,
+    Platform,
+    RegistryResponseError,
+    RegistryUnreachableError,
+    digest_of,
+    select_platform,
+)
 from runtime.references import Reference, is_loopback_host, split_host_port
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
-INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
-MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST))
-MAX_MANIFEST_BYTES = 4 << 20
 CLIENT_ID = "dockyard"
 USER_AGENT = "dockyard-runtime/0.1"
-CHUNK = 1 << 20  # bytes handed to a worker thread at once (write + hash)
+CHUNK = 4 << 20  # bytes handed to a worker thread at once (write + hash)
+PROGRESS_STEP = 1 << 20  # bytes received between two progress reports of a download
 MONOLITHIC_MAX = 1 << 20  # blobs up to this size are uploaded in one request
 TOKEN_MARGIN = 10.0  # seconds before expiry at which a cached token is no longer used
 
@@ -73,200 +82,6 @@ ProgressCallback = Callable[[int, int], None]
 """Called with (bytes done, bytes total) while a blob moves."""
 
 BodyFactory = Callable[[], Any]
-
-
-class DistributionError(Exception):
-    """Base of every registry client error; the message is one line."""
-
-
-class RegistryUnreachableError(DistributionError):
-    """The registry (or its token service) could not be reached, or the connection broke."""
-
-
-class RegistryResponseError(DistributionError):
-    """The registry answered with an unexpected status; ``status`` and the spec's ``code`` are kept."""
-
-    def __init__(self, message: str, status: int, code: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-class AuthenticationError(RegistryResponseError):
-    """Credentials are missing, wrong, or do not grant what was asked."""
-
-
-class NotFoundError(RegistryResponseError):
-    """The manifest, tag, blob or repository does not exist (or is not visible to the caller)."""
-
-
-class BlobVerificationError(DistributionError):
-    """A downloaded blob's size or digest differs from its descriptor; nothing of it was kept."""
-
-
-class ManifestError(DistributionError):
-    """A manifest is malformed, does not match its digest, or has no entry for the wanted platform."""
-
-
-class InvalidPlatformError(DistributionError, ValueError):
-    """A ``--platform`` value that is not ``os/architecture[/variant]``."""
-
-
-# -- platforms ---------------------------------------------------------------------------------------
-
-_MACHINES = {
-    "x86_64": ("amd64", None),
-    "amd64": ("amd64", None),
-    "aarch64": ("arm64", "v8"),
-    "arm64": ("arm64", "v8"),
-    "armv7l": ("arm", "v7"),
-    "armv6l": ("arm", "v6"),
-    "i386": ("386", None),
-    "i686": ("386", None),
-    "ppc64le": ("ppc64le", None),
-    "s390x": ("s390x", None),
-    "riscv64": ("riscv64", None),
-}
-_DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7"}
-
-
-@dataclass(frozen=True)
-class Platform:
-    """``os/architecture[/variant]`` as in an index's ``platform`` object."""
-
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        """``linux/arm64/v8``, ``linux/amd64`` (docker's ``--platform``); raises InvalidPlatformError otherwise."""
-        parts = text.strip().lower().split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise InvalidPlatformError(f"invalid platform {text!r}: expected os/architecture[/variant]")
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
-
-    @classmethod
-    def host(cls) -> Platform:
-        """This machine's platform, named the way images name it (``x86_64`` → ``linux/amd64``)."""
-        machine = host_platform_module.machine().lower()
-        architecture, variant = _MACHINES.get(machine, (machine, None))
-        return cls("linux", architecture, variant)
-
-    @classmethod
-    def from_json(cls, doc: Any) -> Platform | None:
-        if not isinstance(doc, dict) or not doc.get("os") or not doc.get("architecture"):
-            return None
-        variant = doc.get("variant")
-        return cls(str(doc["os"]), str(doc["architecture"]), str(variant) if variant else None)
-
-    def accepts(self, other: Platform) -> bool:
-        """True when an index entry for ``other`` runs here. Without a variant asked for, any variant does."""
-        if (self.os, self.architecture) != (other.os, other.architecture):
-            return False
-        return self.variant is None or self.variant == (other.variant or _DEFAULT_VARIANTS.get(other.architecture))
-
-
-# -- manifests ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    """A content descriptor: what a manifest says about a blob or a child manifest."""
-
-    media_type: str
-    digest: str
-    size: int
-    platform: Platform | None = None
-    annotations: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, doc: Any, where: str) -> Descriptor:
-        if not isinstance(doc, dict):
-            raise ManifestError(f"{where}: a descriptor is not a JSON object")
-        digest, size = doc.get("digest"), doc.get("size")
-        if not isinstance(digest, str) or ":" not in digest or not isinstance(size, int) or size < 0:
-            raise ManifestError(f"{where}: a descriptor lacks a valid digest or size")
-        found = doc.get("annotations")
-        annotations = {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
-        return cls(str(doc.get("mediaType", "")), digest, size, Platform.from_json(doc.get("platform")), annotations)
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A manifest or index exactly as served (``body``), its media type and digest.
-
-    ``index_digest`` is set by :meth:`RegistryClient.resolve` when the manifest was picked from an index."""
-
-    media_type: str
-    digest: str
-    body: bytes
-    doc: dict[str, Any] = field(repr=False, compare=False)
-    index_digest: str | None = None
-
-    @classmethod
-    def parse(cls, body: bytes, digest: str, header_type: str = "", where: str = "manifest") -> Manifest:
-        """Parse ``body``; the media type is the document's own, else ``header_type``. Raises ManifestError."""
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            raise ManifestError(f"{where} ({digest}) is not valid JSON") from None
-        if not isinstance(doc, dict):
-            raise ManifestError(f"{where} ({digest}) is not a JSON object")
-        media_type = str(doc.get("mediaType") or header_type.split(";")[0].strip())
-        if doc.get("schemaVersion") != 2:
-            raise ManifestError(
-                f"{where} ({digest}) has schemaVersion {doc.get('schemaVersion')!r}; only 2 is supported"
-            )
-        if media_type not in IMAGE_TYPES | INDEX_TYPES:
-            media_type = OCI_INDEX if "manifests" in doc else OCI_MANIFEST
-        manifest = cls(media_type, digest, body, doc)
-        _ = manifest.children if manifest.is_index else (manifest.config, manifest.layers)  # validate now
-        return manifest
-
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_TYPES
-
-    @property
-    def config(self) -> Descriptor:
-        return Descriptor.from_json(self.doc.get("config"), f"config of manifest {self.digest}")
-
-    @property
-    def layers(self) -> list[Descriptor]:
-        layers = self.doc.get("layers")
-        if not isinstance(layers, list):
-            raise ManifestError(f"manifest {self.digest} has no layers list")
-        return [Descriptor.from_json(layer, f"layer of manifest {self.digest}") for layer in layers]
-
-    @property
-    def children(self) -> list[Descriptor]:
-        children = self.doc.get("manifests")
-        if not isinstance(children, list):
-            raise ManifestError(f"index {self.digest} has no manifests list")
-        return [Descriptor.from_json(child, f"entry of index {self.digest}") for child in children]
-
-    def blobs(self) -> list[Descriptor]:
-        """Config then layers: every blob an image manifest needs."""
-        return [self.config, *self.layers]
-
-
-def select_platform(index: Manifest, wanted: Platform, where: str) -> Descriptor:
-    """The index entry for ``wanted`` (the first match; attestation entries never match). Raises ManifestError
-    listing what the index offers."""
-    entries = [c for c in index.children if c.media_type not in INDEX_TYPES]
-    for entry in entries:
-        if entry.platform is not None and wanted.accepts(entry.platform):
-            return entry
-    offered = ", ".join(str(e.platform) for e in entries if e.platform and e.platform.os != "unknown") or "none"
-    raise ManifestError(f"{where}: no manifest for platform {wanted} in the index (available: {offered})")
-
-
-def digest_of(data: bytes, algorithm: str = "sha256") -> str:
-    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
 def _hasher_for(digest: str) -> Any:
@@ -341,33 +156,6 @@ class _Endpoint:
 class _Token:
     value: str
     expires_at: float
-
-
-# -- progress ----------------------------------------------------------------------------------------
-
-
-class Progress(Protocol):
-    """Per-blob transfer events. ``action`` is ``download`` or ``upload``; ``outcome`` is ``done``,
-    ``exists`` (nothing moved), ``mounted`` (cross-repository mount) or ``failed``."""
-
-    def begin(self, digest: str, total: int, action: str) -> None: ...
-
-    def update(self, digest: str, done: int) -> None: ...
-
-    def end(self, digest: str, outcome: str) -> None: ...
-
-
-class NullProgress:
-    """Reports nothing."""
-
-    def begin(self, digest: str, total: int, action: str) -> None:
-        """Ignore the start of a transfer."""
-
-    def update(self, digest: str, done: int) -> None:
-        """Ignore progress."""
-
-    def end(self, digest: str, outcome: str) -> None:
-        """Ignore the end of a transfer."""
 
 
 class RichProgress:
@@ -464,16 +252,18 @@ class _PartialFile:
 
         await asyncio.to_thread(run)
 
-    async def append(self, data: bytes, offset: int, hasher: Any) -> None:
-        """Write ``data`` at ``offset`` and hash it, in a worker thread (hashlib releases the GIL)."""
+    async def append(self, chunks: Sequence[bytes], offset: int, hasher: Any) -> None:
+        """Write ``chunks`` one after the other from ``offset`` and hash them, in a worker thread (hashlib and
+        the writes release the GIL); no chunk is copied."""
 
         def run() -> None:
-            view = memoryview(data)
             position = offset
-            while view:
-                written = os.pwrite(self.fd, view, position)
-                view, position = view[written:], position + written
-            hasher.update(data)
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    written = os.pwrite(self.fd, view, position)
+                    view, position = view[written:], position + written
+                hasher.update(chunk)
 
         await asyncio.to_thread(run)
 
@@ -487,6 +277,40 @@ class _PartialFile:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+class _ChunkWriter:
+    """Hands the received bytes of a download to :meth:`_PartialFile.append`, one batch at a time, in order,
+    keeping at most one write in flight so that receiving and writing overlap."""
+
+    def __init__(self, part: _PartialFile, offset: int, hasher: Any) -> None:
+        self.part, self.hasher = part, hasher
+        self.written = offset  # bytes handed to a write (done, or in flight)
+        self.received = offset  # bytes received so far
+        self.chunks: list[bytes] = []
+        self.task: asyncio.Future[None] | None = None
+
+    def add(self, chunk: bytes) -> int:
+        """Buffer ``chunk``; the number of bytes buffered and not yet handed to a write."""
+        self.chunks.append(chunk)
+        self.received += len(chunk)
+        return self.received - self.written
+
+    async def flush(self) -> int:
+        """Wait for the write in flight, start one of what is buffered; the bytes written for sure."""
+        done = await self.drain()
+        if self.chunks:
+            chunks, self.chunks = self.chunks, []
+            self.task = asyncio.ensure_future(self.part.append(chunks, self.written, self.hasher))
+            self.written = self.received
+        return done
+
+    async def drain(self) -> int:
+        """Wait for the write in flight; the bytes in the file (and hashed) by then."""
+        if self.task is not None:
+            task, self.task = self.task, None
+            await task
+        return self.written
 
 
 def partial_path(dest: Path) -> Path:
@@ -684,7 +508,7 @@ class RegistryClient:
             except BlobVerificationError:
                 part.discard()
                 raise
-            part.publish(dest)
+            await asyncio.to_thread(part.publish, dest)  # fsync: the other downloads go on meanwhile
         finally:
             part.close()
 
@@ -840,25 +664,29 @@ class RegistryClient:
         report: Callable[[int], None],
     ) -> int:
         """Stream the body into the file from ``offset``; returns the final size. Stops early when the blob grows
-        beyond ``size``."""
-        buffer = bytearray()
-        position = offset
-        report(position)
+        beyond ``size``. Progress counts the bytes received. Received data is written and hashed in a worker
+        thread, one :data:`CHUNK` at a time, while the next chunk arrives (the writes stay in order: the next
+        starts when the last is done)."""
+        writer = _ChunkWriter(part, offset, hasher)
+        reported = offset
+        report(offset)
         try:
             async for chunk in resp.content.iter_any():
-                buffer += chunk
-                if size is not None and position + len(buffer) > size:
+                if size is not None and writer.received + len(chunk) > size:
                     raise BlobVerificationError(f"{where}: the registry sent more than the {size} bytes expected")
-                if len(buffer) >= CHUNK:
-                    await part.append(bytes(buffer), position, hasher)
-                    position += len(buffer)
-                    buffer.clear()
-                    report(position)
+                if writer.add(chunk) >= CHUNK:
+                    await writer.flush()
+                if writer.received - reported >= PROGRESS_STEP:
+                    reported = writer.received
+                    report(reported)
         except (aiohttp.ClientError, OSError) as exc:
+            await writer.drain()
             raise RegistryUnreachableError(f"{where}: the download broke off ({exc}); pull again to resume") from None
-        if buffer:
-            await part.append(bytes(buffer), position, hasher)
-            position += len(buffer)
+        except BaseException:
+            await writer.drain()
+            raise
+        await writer.flush()
+        position = await writer.drain()
         report(position)
         return position
 

@@ -20,12 +20,11 @@ only after checking that every blob it needs is still present (a concurrent ``rm
 which is then fetched again). ``rmi`` deletes, under the lock, only blobs that no remaining image needs.
 
 Errors are :class:`ImageStoreError` subclasses with one-line messages; registry errors come from
-:mod:`runtime.distribution`, reference errors from :mod:`runtime.references`.
+:mod:`runtime.manifests`, reference errors from :mod:`runtime.references`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -39,9 +38,9 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from runtime.distribution import (
+from runtime.manifests import (
     OCI_MANIFEST,
     Descriptor,
     Manifest,
@@ -49,11 +48,15 @@ from runtime.distribution import (
     NullProgress,
     Platform,
     Progress,
-    RegistryClient,
     digest_of,
     select_platform,
 )
 from runtime.references import InvalidReferenceError, Reference, parse
+
+if TYPE_CHECKING:  # the client (aiohttp) is imported only by those who talk to a registry
+    import asyncio
+
+    from runtime.distribution import RegistryClient
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -69,7 +72,7 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 UNNAMED = "<none>"
-DEFAULT_CONCURRENCY = 3  # docker's max-concurrent-downloads/uploads
+DEFAULT_CONCURRENCY = 6  # transfers at once, as podman and skopeo (docker: 3)
 _DIGEST_RE = re.compile(r"(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})")
 _COPY_CHUNK = 1 << 20
 _MAX_JSON = 4 << 20
@@ -356,7 +359,7 @@ class ImageStore:
         manifest = self.manifest(record.name)
         progress = progress or NullProgress()
         sources = self._read_state().sources
-        semaphore = asyncio.Semaphore(concurrency)
+        semaphore = _semaphore(concurrency)
 
         async def one(blob: Descriptor) -> None:
             async with semaphore:
@@ -375,7 +378,7 @@ class ImageStore:
         progress: Progress,
         concurrency: int,
     ) -> None:
-        semaphore = asyncio.Semaphore(concurrency)
+        semaphore = _semaphore(concurrency)
 
         async def one(blob: Descriptor) -> None:
             progress.begin(blob.digest, blob.size, "download")
@@ -702,8 +705,17 @@ def _unique(blobs: Iterable[Descriptor]) -> list[Descriptor]:
     return list(seen.values())
 
 
+def _semaphore(limit: int) -> asyncio.Semaphore:
+    """An asyncio semaphore (asyncio is imported only by those who pull or push: it is slow to import)."""
+    import asyncio
+
+    return asyncio.Semaphore(limit)
+
+
 async def _gather_first_error(tasks: list[Any]) -> None:
     """Run all ``tasks`` to their end (finished blobs are worth keeping), then raise the first failure."""
+    import asyncio
+
     results = await asyncio.gather(*tasks, return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):

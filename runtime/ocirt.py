@@ -109,6 +109,9 @@ class OciRuntime(Protocol):
     def state(self, container_id: str) -> RuntimeState:
         """The runtime's view of the container."""
 
+    def exists(self, container_id: str) -> bool:
+        """True when the runtime has state for the container (cheap: no process is run)."""
+
     def exec(self, container_id: str, process: Mapping[str, Any], *, stdio: Stdio = ...) -> int:
         """Run ``process`` (a spec ``process`` object) in the container in the foreground; its exit code."""
 
@@ -253,6 +256,9 @@ class Runc:
             bundle=str(doc.get("bundle", "")),
             created=str(doc.get("created", "")),
         )
+
+    def exists(self, container_id: str) -> bool:
+        return (self._root / container_id / "state.json").exists()
 
     def exec(self, container_id: str, process: Mapping[str, Any], *, stdio: Stdio = INHERIT) -> int:
         with tempfile.TemporaryDirectory(prefix="dockyard-runc-") as tmp:

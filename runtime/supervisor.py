@@ -1,11 +1,20 @@
 """The per-container supervisor: a detached process that runs one container and records what happened.
 
-:func:`supervise` starts ``python -m runtime.supervisor`` in a session of its own (double fork: it is
-nobody's zombie and outlives the CLI). The supervisor runs the container with the OCI runtime's
-foreground ``run --keep``, forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to it,
-writes the container's output into :data:`LOG_NAME` in docker's json-file format, and keeps
-:data:`STATE_NAME` up to date. After the container exits it reads the OOM counter of the container's
-memory cgroup (kept alive by ``--keep``), deletes the runtime's container, and records the end.
+:func:`supervise` starts the supervisor in a session of its own (double fork: it is nobody's zombie and
+outlives the CLI). A single-threaded caller (the ``dockyard`` CLI) simply forks itself: the supervisor
+then needs no interpreter start and no imports. A caller with threads running (forking it would copy
+locks held by other threads) starts ``python -S -m runtime.supervisor`` instead; both run :func:`serve`.
+The supervisor holds an exclusive ``flock`` on :data:`SUPERVISOR_LOCK_NAME` for its whole life: that
+lock, not a pid, is what :func:`supervisor_alive` checks, so a recycled pid is never mistaken for it.
+It tells the caller through a pipe when the container runs (or ends the pipe when it could not start),
+so nobody polls.
+
+The supervisor runs the container with the OCI runtime's foreground ``run`` (``--keep`` when the spec
+sets a memory limit), forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to it, writes the
+container's output into :data:`LOG_NAME` in docker's json-file format, and keeps :data:`STATE_NAME` up
+to date. After the container exits it reads the OOM counter of the container's memory cgroup (kept
+alive by ``--keep``; without a memory limit a kill by the kernel's global OOM killer is reported as a
+plain SIGKILL, 137), deletes the runtime's container if the runtime kept it, and records the end.
 
 Files in the container directory::
 
@@ -17,6 +26,7 @@ Files in the container directory::
     init.pid        the container's init pid, written by the runtime when the process started
     runtime.log     the runtime's own JSON log (why a start failed)
     supervisor.log  the supervisor's own errors
+    supervisor.lock flock'ed (exclusively) by the live supervisor
     stdin           a FIFO, only for interactive containers (the caller holds the write end)
 
 Exit codes follow docker: the process's own code, 128+n when killed by signal n (137 for SIGKILL and
@@ -28,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import json
 import os
 import select
@@ -49,6 +60,7 @@ LOG_NAME = "container.log"
 PID_NAME = "init.pid"
 RUNTIME_LOG_NAME = "runtime.log"
 SUPERVISOR_LOG_NAME = "supervisor.log"
+SUPERVISOR_LOCK_NAME = "supervisor.lock"
 STDIN_NAME = "stdin"
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 MAX_LINE = 16 * 1024  # docker splits longer lines into several entries
@@ -140,8 +152,37 @@ def runs_module(pid: int, module: str, container_dir: Path) -> bool:
 
 
 def supervisor_alive(container_dir: Path, pid: int) -> bool:
-    """True when ``pid`` is a live supervisor of ``container_dir`` (a recycled pid is not)."""
-    return runs_module(pid, "runtime.supervisor", container_dir)
+    """True when the supervisor ``pid`` recorded for ``container_dir`` is alive: a supervisor of the
+    directory holds its lock (a recycled pid holds none; 0 means none was recorded)."""
+    if pid <= 0:
+        return False
+    try:
+        fd = os.open(container_dir / SUPERVISOR_LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops the shared lock, if it was granted
+    return False
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd of ``pid`` (readable once it exits), or None when it is gone or pidfds are unsupported."""
+    if pid <= 0:
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
+def _wait_exit(pidfd: int, timeout: float | None) -> bool:
+    """Block until the process of ``pidfd`` exits or ``timeout`` seconds pass; True when it exited."""
+    ready, _, _ = select.select([pidfd], [], [], timeout)
+    return bool(ready)
 
 
 # -- docker's json-file log ----------------------------------------------------------------------
@@ -227,20 +268,44 @@ def read_logs(
     is gone) and everything written before that was yielded.
     """
     path = container_dir / LOG_NAME
-    while follow and not path.exists() and not _finished(container_dir):
-        time.sleep(poll_interval)
-    if not path.exists():
-        return
-    carry = bytearray()
-    with open(path, "rb") as handle:
-        backlog = _parse_entries(_complete_lines(handle, carry))
-        yield from (backlog if tail is None else deque(backlog, maxlen=tail) if tail > 0 else [])
-        while follow:
-            done = _finished(container_dir)
-            yield from _parse_entries(_complete_lines(handle, carry))
-            if done:
-                return
-            time.sleep(poll_interval)
+    waiter = _ExitWaiter(read_status(container_dir).supervisor_pid if follow else 0, poll_interval)
+    try:
+        while follow and not path.exists() and not _finished(container_dir):
+            waiter.wait()
+        if not path.exists():
+            return
+        carry = bytearray()
+        with open(path, "rb") as handle:
+            backlog = _parse_entries(_complete_lines(handle, carry))
+            yield from (backlog if tail is None else deque(backlog, maxlen=tail) if tail > 0 else [])
+            while follow:
+                done = _finished(container_dir)
+                yield from _parse_entries(_complete_lines(handle, carry))
+                if done:
+                    return
+                waiter.wait()
+    finally:
+        waiter.close()
+
+
+class _ExitWaiter:
+    """Sleeps ``interval`` at most, waking at once when process ``pid`` exits (through a pidfd). After
+    that exit (or without a pidfd) it plainly sleeps: a restarted container has a new supervisor."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        self.fd = _pidfd(pid)
+        self.interval = interval
+
+    def wait(self) -> None:
+        if self.fd is None:
+            time.sleep(self.interval)
+        elif _wait_exit(self.fd, self.interval):
+            self.close()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 # -- OOM -----------------------------------------------------------------------------------------
@@ -305,13 +370,24 @@ def oom_killed(cgroup_dir: Path | None, code: int) -> bool:
     return code == 137 and limit_hit
 
 
-def _cgroups_path(bundle: Path) -> str | None:
+def _linux_spec(bundle: Path) -> dict[str, Any]:
+    """The ``linux`` object of the bundle's runtime spec (``{}`` when unreadable)."""
     try:
-        spec = json.loads((bundle / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    path = spec.get("linux", {}).get("cgroupsPath")
+        linux = json.loads((bundle / "config.json").read_text()).get("linux")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return linux if isinstance(linux, dict) else {}
+
+
+def _cgroups_path(bundle: Path) -> str | None:
+    path = _linux_spec(bundle).get("cgroupsPath")
     return str(path) if path else None
+
+
+def _memory_limited(bundle: Path) -> bool:
+    """True when the bundle's spec limits memory (only then can the container's own cgroup OOM-kill it)."""
+    memory = (_linux_spec(bundle).get("resources") or {}).get("memory") or {}
+    return bool(memory.get("limit"))
 
 
 # -- the supervisor process ----------------------------------------------------------------------
@@ -328,6 +404,7 @@ class _Supervisor:
     """One container's supervision, from ``run`` to the recorded end (inside the supervisor process)."""
 
     def __init__(self, args: Arguments) -> None:
+        self.ready_fd = args.ready_fd
         self.dir = args.container_dir
         self.bundle = args.bundle
         self.id = args.id
@@ -430,21 +507,32 @@ class _Supervisor:
         runtime_log = self.dir / RUNTIME_LOG_NAME
         for path in (self.dir / PID_NAME, runtime_log):
             path.unlink(missing_ok=True)
-        argv = self.runtime.run_command(self.id, self.bundle, pid_file=self.dir / PID_NAME, keep=True, log=runtime_log)
+        keep = _memory_limited(self.bundle)  # --keep holds the cgroup for the OOM check, at the cost of a delete
+        argv = self.runtime.run_command(self.id, self.bundle, pid_file=self.dir / PID_NAME, keep=keep, log=runtime_log)
         try:
             child = self._spawn(argv)
             pid = self._await_start(child)
             if pid:
                 update_state(self.dir, status="running", pid=pid, started_at=rfc3339_nano())
+                self._tell_ready()
             code = exit_code(child.wait())
             for thread in self.threads:
                 thread.join(timeout=10)
             end = self._end(code, pid, failure_in_log(runtime_log) if not pid else None)
         finally:
-            with contextlib.suppress(OciRuntimeError):  # after this the id is free to run again
-                self.runtime.delete(self.id, force=True)
+            if keep or self.runtime.exists(self.id):  # after this the id is free to run again
+                with contextlib.suppress(OciRuntimeError):
+                    self.runtime.delete(self.id, force=True)
             self.log.close()
         update_state(self.dir, **end)
+
+    def _tell_ready(self) -> None:
+        """Tell the caller of :func:`supervise` that the container runs (its pipe then ends)."""
+        if self.ready_fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self.ready_fd, b"R")
+            os.close(self.ready_fd)
+            self.ready_fd = None
 
     def _end(self, code: int, pid: int, failure: OciRuntimeError | None) -> dict[str, Any]:
         """The final state fields: exit code, OOM kill (read while ``--keep`` holds the cgroup), error."""
@@ -476,13 +564,14 @@ class Arguments(NamedTuple):
     tty: bool = False
     interactive: bool = False
     foreground: bool = False
+    ready_fd: int | None = None
 
 
 USAGE = (
     "usage: python -m runtime.supervisor --container-dir DIR --bundle DIR --id ID [--runtime runc]\n"
-    "       --runtime-root DIR [--runtime-binary PATH] [--tty] [--interactive] [--foreground]"
+    "       --runtime-root DIR [--runtime-binary PATH] [--tty] [--interactive] [--foreground] [--ready-fd FD]"
 )
-_VALUED = {"--container-dir", "--bundle", "--id", "--runtime", "--runtime-root", "--runtime-binary"}
+_VALUED = {"--container-dir", "--bundle", "--id", "--runtime", "--runtime-root", "--runtime-binary", "--ready-fd"}
 _FLAGS = {"--tty", "--interactive", "--foreground"}
 
 
@@ -514,21 +603,18 @@ def parse_arguments(argv: Sequence[str]) -> Arguments:
         tty="tty" in flags,
         interactive="interactive" in flags,
         foreground="foreground" in flags,
+        ready_fd=int(values["ready_fd"]) if values.get("ready_fd", "").isdigit() else None,
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the supervisor process (see the module docstring)."""
-    args = parse_arguments(sys.argv[1:] if argv is None else argv)
+def serve(args: Arguments) -> int:
+    """Supervise the container of ``args`` in this process until it ended; 0, or 1 when supervision
+    failed (the end is then recorded with exit code 125 and the error). The supervisor lock is held
+    until this process exits."""
     container_dir = args.container_dir
-    if not args.foreground:
-        child = os.fork()
-        if child:  # the launcher: record who supervises, then let supervise() reap us at once
-            update_state(container_dir, supervisor_pid=child)
-            os._exit(0)
-        os.chdir("/")  # a daemon pins no directory (every path it was given is absolute)
-    else:
-        update_state(container_dir, supervisor_pid=os.getpid())
+    lock = os.open(container_dir / SUPERVISOR_LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # never closed: the kernel drops it when this process is gone
+    update_state(container_dir, supervisor_pid=os.getpid())
     supervisor = _Supervisor(args)
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, supervisor.forward)
@@ -536,12 +622,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         supervisor.run()
     except Exception as exc:
+        update_state(container_dir, status="exited", pid=0, exit_code=125, finished_at=rfc3339_nano(), error=str(exc))
         import traceback  # only on failure: keeps the supervisor's start-up short
 
         traceback.print_exc()
-        update_state(container_dir, status="exited", pid=0, exit_code=125, finished_at=rfc3339_nano(), error=str(exc))
         return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m runtime.supervisor`` (see the module docstring): unless ``--foreground``,
+    fork the supervisor and exit at once, so that it is nobody's child."""
+    args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    if args.foreground:
+        return serve(args)
+    if os.fork():
+        os._exit(0)  # the launcher; supervise() reaps it
+    os.chdir("/")  # a daemon pins no directory (every path it was given is absolute)
+    return serve(args)
 
 
 # -- the caller's side ---------------------------------------------------------------------------
@@ -554,54 +652,111 @@ class Supervised(NamedTuple):
     stdin: BinaryIO | None = None
 
 
-def _supervisor_command(
-    container_dir: Path, container_id: str, runtime: OciRuntime, bundle: Path, tty: bool, interactive: bool
-) -> list[str]:
-    argv = [sys.executable, "-S", "-m", "runtime.supervisor", "--container-dir", str(container_dir)]
-    argv += ["--bundle", str(bundle), "--id", container_id]
-    argv += ["--runtime", runtime.name, "--runtime-root", str(runtime.root), "--runtime-binary", runtime.binary]
-    return argv + (["--tty"] if tty else []) + (["--interactive"] if interactive else [])
+def _supervisor_command(args: Arguments) -> list[str]:
+    """The command line of an exec'd supervisor (see :func:`parse_arguments`)."""
+    argv = [sys.executable, "-S", "-m", "runtime.supervisor", "--container-dir", str(args.container_dir)]
+    argv += ["--bundle", str(args.bundle), "--id", args.id, "--runtime", args.runtime]
+    argv += ["--runtime-root", str(args.runtime_root), "--runtime-binary", str(args.runtime_binary)]
+    argv += ["--ready-fd", str(args.ready_fd)] if args.ready_fd is not None else []
+    return argv + (["--tty"] if args.tty else []) + (["--interactive"] if args.interactive else [])
 
 
-def _launch(argv: list[str], container_dir: Path) -> None:
-    """Start the launcher (it forks the supervisor and exits) and reap it."""
+def _launch(args: Arguments) -> None:
+    """Start ``python -m runtime.supervisor`` (it forks the supervisor and exits) and reap it."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_PARENT), env.get("PYTHONPATH")]))
-    with open(container_dir / SUPERVISOR_LOG_NAME, "ab") as errors:
+    with open(args.container_dir / SUPERVISOR_LOG_NAME, "ab") as errors:
         launcher = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True, env=env
+            _supervisor_command(args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            start_new_session=True,
+            env=env,
+            pass_fds=() if args.ready_fd is None else (args.ready_fd,),
         )
     if launcher.wait() != 0:
-        raise SupervisorError(f"the supervisor did not start (see {container_dir / SUPERVISOR_LOG_NAME})")
+        raise SupervisorError(f"the supervisor did not start (see {args.container_dir / SUPERVISOR_LOG_NAME})")
 
 
-def _open_stdin_fifo(container_dir: Path, deadline: float) -> BinaryIO:
-    """Open the write end of the stdin FIFO once the supervisor opened its read end."""
+def _fork(args: Arguments) -> None:
+    """Fork the supervisor off this single-threaded process (double fork, new session) and reap the
+    intermediate child. Buffered output is flushed first, or the child would write it a second time."""
+    log = os.open(
+        args.container_dir / SUPERVISOR_LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:
+        _forked(args, log)  # never returns
+    os.close(log)
+    _, status = os.waitpid(child, 0)
+    if status != 0:
+        raise SupervisorError(f"the supervisor did not start (see {args.container_dir / SUPERVISOR_LOG_NAME})")
+
+
+def _forked(args: Arguments, log: int) -> None:
+    """In the forked child: leave the caller's session, fork the supervisor, and exit (never returns).
+
+    The supervisor freezes the objects it inherited (a collection would run their finalizers, which could
+    close descriptors it reuses), keeps no descriptor of the caller's but the readiness pipe (a listening
+    socket kept open would hold its port), and logs its errors to ``supervisor.log``."""
+    code = 1
+    try:
+        os.setsid()
+        if os.fork():
+            code = 0
+            return
+        gc.freeze()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd, target in ((0, devnull), (1, devnull), (2, log)):
+            os.dup2(target, fd)
+        sys.stdout = sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115 - the caller's may be wrappers
+        keep = args.ready_fd if args.ready_fd is not None else 2
+        os.closerange(3, keep)
+        os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+        os.chdir("/")
+        code = serve(args)
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            import traceback
+
+            traceback.print_exc()
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _open_stdin_fifo(container_dir: Path, ready: int, deadline: float) -> BinaryIO:
+    """Open the write end of the stdin FIFO once the supervisor opened its read end (the supervisor
+    opens it before it starts the container, so the readiness pipe ``ready`` can only end meanwhile)."""
     path = container_dir / STDIN_NAME
     while True:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             break
         except OSError as exc:  # ENXIO: no reader yet
-            if time.monotonic() > deadline or not supervisor_alive(
-                container_dir, read_status(container_dir).supervisor_pid
-            ):
+            ended, _, _ = select.select([ready], [], [], 0.002)
+            if ended or time.monotonic() > deadline:
                 raise SupervisorError(f"the supervisor never opened the container's stdin: {exc}") from None
-            time.sleep(0.002)
     os.set_blocking(fd, True)
     return open(fd, "wb", buffering=0)
 
 
-def _await_running(container_dir: Path, deadline: float) -> ContainerStatus:
-    while True:
-        status = read_status(container_dir)
-        if status.status in ("running", "exited"):
-            return status
-        if not supervisor_alive(container_dir, status.supervisor_pid) and not read_status(container_dir).exited:
-            raise SupervisorError(f"the supervisor died before the container started (see {SUPERVISOR_LOG_NAME})")
-        if time.monotonic() > deadline:
-            raise SupervisorError("the container did not start in time")
-        time.sleep(0.002)
+def _await_running(container_dir: Path, ready: int, deadline: float) -> ContainerStatus:
+    """Block on the readiness pipe until the container runs, or the supervisor ended (a failed start
+    is recorded as exited; anything else means the supervisor died)."""
+    answered, _, _ = select.select([ready], [], [], max(0.0, deadline - time.monotonic()))
+    if not answered:
+        raise SupervisorError("the container did not start in time")
+    if os.read(ready, 1):
+        return read_status(container_dir)
+    status = read_status(container_dir)
+    if not status.exited:
+        raise SupervisorError(f"the supervisor died before the container started (see {SUPERVISOR_LOG_NAME})")
+    return status
 
 
 def supervise(
@@ -632,35 +787,62 @@ def supervise(
         (container_dir / STDIN_NAME).unlink(missing_ok=True)
         os.mkfifo(container_dir / STDIN_NAME, 0o600)
     deadline = time.monotonic() + timeout
-    bundle = (bundle or container_dir).resolve()
-    argv = _supervisor_command(container_dir, container_id, runtime, bundle, tty, interactive)
-    _launch(argv, container_dir)
-    stdin = _open_stdin_fifo(container_dir, deadline) if interactive else None
-    return Supervised(_await_running(container_dir, deadline), stdin)
+    ready, ready_w = os.pipe()
+    try:
+        args = Arguments(
+            container_dir,
+            (bundle or container_dir).resolve(),
+            container_id,
+            runtime.name,
+            runtime.root,
+            runtime.binary,
+            tty,
+            interactive,
+            ready_fd=ready_w,
+        )
+        if threading.active_count() == 1:
+            _fork(args)
+        else:  # forking copies only the calling thread: a lock another one holds would stay held in the copy
+            _launch(args)
+        os.close(ready_w)
+        ready_w = -1
+        stdin = _open_stdin_fifo(container_dir, ready, deadline) if interactive else None
+        return Supervised(_await_running(container_dir, ready, deadline), stdin)
+    finally:
+        os.close(ready)
+        if ready_w >= 0:
+            os.close(ready_w)
 
 
 def wait(container_dir: Path, timeout: float | None = None) -> ContainerStatus:
     """Block until the container has exited; its final status (``exit_code``, ``oom_killed``...).
 
     Raises ``TimeoutError`` after ``timeout`` seconds, :class:`SupervisorError` when no supervisor is
-    alive to record the end (never started, or killed).
+    alive to record the end (never started, or killed). It wakes as soon as the supervisor exits.
     """
     container_dir = container_dir.resolve()
     deadline = None if timeout is None else time.monotonic() + timeout
-    delay = 0.002
-    while True:
-        status = read_status(container_dir)
-        if status.exited:
-            return status
-        if not supervisor_alive(container_dir, status.supervisor_pid):
+    waiter = _ExitWaiter(read_status(container_dir).supervisor_pid, 0.05)
+    try:
+        while True:
             status = read_status(container_dir)
             if status.exited:
                 return status
-            raise SupervisorError(f"no supervisor is running for {container_dir.name}")
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"container {container_dir.name} still running after {timeout} s")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
+            if not supervisor_alive(container_dir, status.supervisor_pid):
+                return _final(container_dir)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"container {container_dir.name} still running after {timeout} s")
+            waiter.wait()
+    finally:
+        waiter.close()
+
+
+def _final(container_dir: Path) -> ContainerStatus:
+    """The recorded end of a container whose supervisor is gone; SupervisorError when none was recorded."""
+    status = read_status(container_dir)
+    if status.exited:
+        return status
+    raise SupervisorError(f"no supervisor is running for {container_dir.name}")
 
 
 def send_signal(container_dir: Path, sig: int) -> None:

@@ -14,19 +14,15 @@ import aiohttp
 import pytest
 
 from runtime.credentials import Credentials, CredentialStore
-from runtime.distribution import (
+from runtime.distribution import Challenge, RegistryClient, parse_challenges, partial_path, pull_scopes
+from runtime.manifests import (
     OCI_MANIFEST,
     AuthenticationError,
     BlobVerificationError,
-    Challenge,
     InvalidPlatformError,
     ManifestError,
     NotFoundError,
     Platform,
-    RegistryClient,
-    parse_challenges,
-    partial_path,
-    pull_scopes,
 )
 from runtime.references import parse
 from tests.support.clients import Skopeo

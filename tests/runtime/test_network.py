@@ -110,7 +110,8 @@ def test_bind_listeners_reports_a_taken_port(held_port: int) -> None:
 
 def test_publish_reaches_a_server_in_a_none_container(dy: Dockyard, image: str) -> None:  # noqa: F811
     port = free_port()
-    cid = dy.ok("run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:8080", image, "sh", "-c", SERVER).strip()
+    publish = ("--network", "none", "-p", f"127.0.0.1:{port}:8080")
+    cid = dy.ok("run", "-d", "--name", "web", *publish, image, "sh", "-c", SERVER).strip()
     container_dir = dy.root / "containers" / cid
     wait_until(lambda: http_get(port) == "hello-from-container\n")
     bodies = [http_get(port) for _ in range(5)]  # every connection gets its own upstream socket
@@ -183,7 +184,7 @@ def root_links() -> str:
 def test_bridge_containers_reach_each_other(dy: Dockyard, image: str) -> None:  # noqa: F811
     port = free_port()
     dy.ok("run", "-d", "--name", "web-a", "--network", "bridge", "-p", f"{port}:8080", image, "sh", "-c", SERVER)
-    dy.ok("run", "-d", "--name", "web-b", "--network", "bridge", image, "sleep", "1000")
+    dy.ok("run", "-d", "--name", "web-b", image, "sleep", "1000")  # bridge is the default, as docker's
     store = ContainerStore(dy.root)
     a, b = store.find("web-a"), store.find("web-b")
     assert a.ip
@@ -203,7 +204,7 @@ def test_bridge_containers_reach_each_other(dy: Dockyard, image: str) -> None:  
     dy.ok("start", "web-b")  # the same namespace and address again
     again = dy.ok("exec", "web-b", "busybox", "wget", "-q", "-O", "-", f"http://{a.ip}:8080/i")
     assert again == "hello-from-container\n"
-    once = dy.ok("run", "--rm", "--network", "bridge", image, "sh", "-c", "cat /etc/hosts")
+    once = dy.ok("run", "--rm", image, "sh", "-c", "cat /etc/hosts")
     assert "10.88." in once
 
     dy.ok("rm", "-f", "web-a")
