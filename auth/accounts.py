@@ -21,23 +21,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
-from sqlalchemy import Connection, delete, event, select, text, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from auth import migrations
+from auth.database import WRITE, DatabaseError, DatabaseURLError, insert, open_database
 from auth.models import (
     AccessTokenRow,
     AuditEventRow,
@@ -94,10 +92,6 @@ _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")  # the OCI distribution-spec name grammar
 _TOKEN_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,100}")
 _SECRET_KEY = re.compile(r"password|secret", re.IGNORECASE)
-_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
-_WRITE = "dockyard_write"  # execution option: this transaction will write (BEGIN IMMEDIATE on SQLite)
-_MIGRATION_LOCK = 0x646F636B79617264  # pg_advisory_xact_lock key: b"dockyard"
-_SQLITE_PRAGMAS = ("busy_timeout=30000", "journal_mode=WAL", "foreign_keys=ON")  # wait for locks first
 
 
 @dataclass(frozen=True)
@@ -186,10 +180,9 @@ class AccountStore:
 
     def __init__(self, engine: AsyncEngine, bcrypt_rounds: int) -> None:
         self._engine = engine
-        self._dialect = engine.dialect.name
         self._rounds = bcrypt_rounds
         self._reader = async_sessionmaker(engine, expire_on_commit=False)
-        self._writer = async_sessionmaker(engine.execution_options(**{_WRITE: True}), expire_on_commit=False)
+        self._writer = async_sessionmaker(engine.execution_options(**{WRITE: True}), expire_on_commit=False)
         self._dummy: str | None = None
 
     @classmethod
@@ -202,14 +195,12 @@ class AccountStore:
         """
         if not 4 <= bcrypt_rounds <= 31:
             raise InvalidInput(f"bcrypt_rounds must be between 4 and 31, not {bcrypt_rounds}")
-        parsed = _parse_url(url)
-        engine = _create_engine(parsed)
         try:
-            await _migrate(engine)
-        except Exception as exc:
-            await engine.dispose()
-            summary = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise AccountError(f"cannot open the account database {_safe(parsed)}: {summary}") from exc
+            engine = await open_database(url)
+        except DatabaseURLError as exc:
+            raise InvalidInput(str(exc)) from exc
+        except DatabaseError as exc:
+            raise AccountError(str(exc)) from exc
         return cls(engine, bcrypt_rounds)
 
     async def close(self) -> None:
@@ -568,7 +559,7 @@ class AccountStore:
 
     def _insert(self, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
         """An INSERT with the dialect's ``ON CONFLICT`` support (both databases spell it the same way)."""
-        return postgresql.insert(model) if self._dialect == "postgresql" else sqlite.insert(model)
+        return insert(self._engine, model)
 
     async def _hash(self, password: str) -> str:
         _check_password(password)
@@ -629,64 +620,6 @@ def _check_audit_fields(actor: str, action: str, target: str, detail: dict[str, 
         json.dumps(detail)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"the audit detail is not JSON: {exc}") from exc
-
-
-# -- database plumbing ------------------------------------------------------------------------------------------
-
-
-def _parse_url(url: str) -> URL:
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise InvalidInput("the account database URL does not parse") from exc
-    if parsed.drivername not in _DRIVERS:
-        raise InvalidInput(f"unsupported database URL {_safe(parsed)}: use {' or '.join(_DRIVERS)}")
-    if parsed.drivername.startswith("sqlite") and parsed.database in (None, "", ":memory:"):
-        raise InvalidInput("SQLite needs a database file: sqlite+aiosqlite:////absolute/path/accounts.db")
-    return parsed
-
-
-def _safe(url: URL) -> str:
-    return url.render_as_string(hide_password=True)
-
-
-def _create_engine(url: URL) -> AsyncEngine:
-    if url.drivername.startswith("postgresql"):
-        return create_async_engine(url, pool_pre_ping=True)
-    _create_private_file(Path(str(url.database)))
-    engine = create_async_engine(url)
-    event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
-    event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
-    return engine
-
-
-def _create_private_file(path: Path) -> None:
-    """Create an empty SQLite database file readable by its owner only (SQLite gives its -wal/-shm the same mode)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-
-
-def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Take BEGIN away from the driver (it would only begin before DML, not before reads or DDL) and emit our own.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    for pragma in _SQLITE_PRAGMAS:
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
-
-
-def _on_sqlite_begin(connection: Connection) -> None:
-    writes = connection.get_execution_options().get(_WRITE, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
-
-
-async def _migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to head in one transaction; concurrent openers wait for each other."""
-    async with engine.execution_options(**{_WRITE: True}).begin() as connection:
-        if connection.dialect.name == "postgresql":
-            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-        await connection.run_sync(migrations.upgrade)
 
 
 async def _claim(session: AsyncSession, name: str, kind: Literal["user", "org"]) -> None:

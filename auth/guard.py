@@ -26,6 +26,7 @@ from auth.scopes import ResourceAccess, scope_string
 from auth.tokens import Claims, TokenError, TokenIssuer
 from registry.config import Settings
 from registry.errors import ErrorCode, RegistryError
+from registry.proxies import base_url
 from registry.reference import check_name
 from registry.routes import ACCESS
 
@@ -82,9 +83,10 @@ class Guard:
 
     # -- the challenge ------------------------------------------------------------------------------
 
-    def challenge(self, scope: str | None, error: str | None = None) -> dict[str, str]:
-        """The ``WWW-Authenticate`` header sending a client to the token service."""
-        parts = [f'realm="{self.settings.public_url}/auth/token"', f'service="{self.settings.auth.service}"']
+    def challenge(self, request: web.Request, scope: str | None, error: str | None = None) -> dict[str, str]:
+        """The ``WWW-Authenticate`` header sending a client to the token service, at the URL the client reached
+        this registry by (``auth.public_url``, or the request's own scheme and host, see ``registry.proxies``)."""
+        parts = [f'realm="{base_url(request)}/auth/token"', f'service="{self.settings.auth.service}"']
         if scope:
             parts.append(f'scope="{scope}"')
         if error:
@@ -107,13 +109,13 @@ class Guard:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise RegistryError(ErrorCode.UNAUTHORIZED, headers=self.challenge(scope))
+            raise RegistryError(ErrorCode.UNAUTHORIZED, headers=self.challenge(request, scope))
         try:
             claims = self.issuer.verify(token.strip(), self.settings.auth.service)
             await self.principal_of(claims)
         except TokenError as exc:
             raise RegistryError(
-                ErrorCode.UNAUTHORIZED, f"invalid token: {exc}", headers=self.challenge(scope, "invalid_token")
+                ErrorCode.UNAUTHORIZED, f"invalid token: {exc}", headers=self.challenge(request, scope, "invalid_token")
             ) from None
         return claims
 
@@ -149,12 +151,12 @@ class Guard:
                 raise RegistryError(
                     ErrorCode.UNAUTHORIZED,
                     detail=[{"Type": "repository", "Name": name, "Action": a} for a in actions],
-                    headers=self.challenge(scope, "insufficient_scope"),
+                    headers=self.challenge(request, scope, "insufficient_scope"),
                 )
             raise RegistryError(  # the challenge too: clients holding a token for another scope fetch a new one
                 ErrorCode.DENIED,
                 detail={"repository": name, "needs": list(actions)},
-                headers=self.challenge(scope, "insufficient_scope"),
+                headers=self.challenge(request, scope, "insufficient_scope"),
             )
         request[CLAIMS] = claims
         if access == "push":

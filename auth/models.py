@@ -10,6 +10,7 @@
     repositories    name PK, namespace (indexed; no foreign key: "" for top-level names, and a repository outlives
                     the user or organization that owned it, as its images do in storage), visibility, description
     audit_events    id PK (increasing), at, actor, action, target, detail JSON; (target, id) indexed
+    leases          name PK, holder, expires_at: one process at a time does a job (``gc``) among replicas
 
 Deleting a namespace row deletes the user or organization, and with it their tokens and memberships; SQLite
 enforces that only with ``PRAGMA foreign_keys=ON`` (the store turns it on). Times are timezone-aware UTC on both
@@ -43,6 +44,7 @@ __all__ = [
     "AccessTokenRow",
     "AuditEventRow",
     "Base",
+    "LeaseRow",
     "MembershipRow",
     "NamespaceRow",
     "OrganizationRow",
@@ -179,3 +181,13 @@ class AuditEventRow(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(255))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class LeaseRow(Base):
+    """Who holds the named lease, until when (see ``auth.leases``)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime]

@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from catalog import keys as catalog_keys
 from registry import keys
 from registry.accesslog import stamp_response
 from registry.config import FilesystemStorage, MemoryStorage, S3Storage, Settings
 from registry.errors import error_middleware
+from registry.index import forget_collected
 from registry.routes import add_routes
 from registry.store import Store
-from registry.store.gc import GcOptions, run_periodically
+from registry.store.gc import GcOptions, collect
 from storage.checked import Checked
 from storage.driver import StorageDriver
 from storage.filesystem import FilesystemDriver
 from storage.memory import MemoryDriver
+
+if TYPE_CHECKING:
+    from auth.leases import Leases
+
+log = logging.getLogger("dockyard.gc")
+GC_LEASE = "gc"
 
 
 def open_driver(config: FilesystemStorage | MemoryStorage | S3Storage) -> StorageDriver:
@@ -37,7 +47,7 @@ def open_driver(config: FilesystemStorage | MemoryStorage | S3Storage) -> Storag
     return Checked(inner)
 
 
-def _start_gc(store: Store, settings: Settings) -> asyncio.Task[None] | None:
+def _start_gc(app: web.Application, store: Store, settings: Settings) -> asyncio.Task[None] | None:
     """The scheduled garbage collection of ``gc.interval``, or None when it is off."""
     config = settings.gc
     if config.interval <= 0:
@@ -45,7 +55,47 @@ def _start_gc(store: Store, settings: Settings) -> asyncio.Task[None] | None:
     options = GcOptions(
         grace=config.grace, delete_untagged=config.delete_untagged, upload_max_age=config.upload_max_age
     )
-    return asyncio.create_task(run_periodically(store, config.interval, options), name="dockyard-gc")
+    return asyncio.create_task(_collect_periodically(app, store, config.interval, options), name="dockyard-gc")
+
+
+async def _collect_periodically(app: web.Application, store: Store, interval: float, options: GcOptions) -> None:
+    """``gc.interval`` inside ``dockyard serve``: collect every ``interval`` seconds until cancelled, and tell
+    the metadata index which manifests went. Replicas sharing a database take turns through the ``gc`` lease: a
+    round in which another process holds it is skipped. A failed run is logged and retried; it never stops the
+    server."""
+    from auth.leases import Leases, new_holder
+
+    holder = new_holder()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await _collect_once(app, store, options, Leases(app[catalog_keys.ENGINE]), holder)
+        except Exception:  # a GC failure must not take the registry down
+            log.exception("garbage collection failed; retrying in %.0f s", interval)
+
+
+async def _collect_once(app: web.Application, store: Store, options: GcOptions, leases: Leases, holder: str) -> None:
+    """One collection, under the ``gc`` lease."""
+    from auth.leases import holding
+
+    async with holding(leases, GC_LEASE, holder) as held:
+        if held.holder != holder:
+            log.info("garbage collection skipped: %s is collecting (lease until %s)", held.holder, held.expires_at)
+            return
+        report = await collect(store, options)
+    log.info(report.summary())
+    if (index := app.get(keys.METADATA_INDEX)) is not None:
+        await forget_collected(index, report.manifests_deleted)
+
+
+def _proxy_middlewares(settings: Settings) -> list[Middleware]:
+    """X-Forwarded-* from ``trusted_proxies`` (first, so every later middleware and handler sees the client's
+    view of scheme, host and address)."""
+    if not settings.trusted_proxies:
+        return []
+    from registry.proxies import forwarded_middleware
+
+    return [forwarded_middleware(settings.trusted_proxies)]
 
 
 def _auth_middlewares(token_mode: bool) -> list[Middleware]:
@@ -74,10 +124,28 @@ def _add_token_mode(app: web.Application, settings: Settings) -> None:
     add_api_routes(app)
 
 
+def _add_index(app: web.Application, settings: Settings) -> None:
+    """The metadata index (in both auth modes), opened after storage, closed before it; an empty index is
+    rebuilt from storage before the app serves."""
+
+    async def index_ctx(app: web.Application) -> AsyncIterator[None]:
+        from catalog import keys as catalog_keys
+        from catalog.startup import opened_index, rebuild_if_needed
+
+        async with opened_index(settings, app[keys.STORE]) as index:
+            await rebuild_if_needed(index, settings)
+            app[catalog_keys.ENGINE] = index.engine
+            app[catalog_keys.INDEX] = index
+            app[keys.METADATA_INDEX] = index
+            yield
+
+    app.cleanup_ctx.append(index_ctx)
+
+
 def create_app(settings: Settings, driver: StorageDriver | None = None) -> web.Application:
     """The registry app. ``driver`` overrides the configured storage (tests share one between apps)."""
     token_mode = settings.auth.mode == "token"
-    middlewares = [error_middleware, *_auth_middlewares(token_mode)]
+    middlewares = [*_proxy_middlewares(settings), error_middleware, *_auth_middlewares(token_mode)]
     app = web.Application(middlewares=middlewares, handler_args={"max_field_size": 16384})
     app[keys.SETTINGS] = settings
     if token_mode:
@@ -86,7 +154,7 @@ def create_app(settings: Settings, driver: StorageDriver | None = None) -> web.A
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         opened = driver or open_driver(settings.storage)
         app[keys.STORE] = store = Store.build(opened)
-        collector = _start_gc(store, settings)
+        collector = _start_gc(app, store, settings)
         yield
         if collector is not None:
             collector.cancel()
@@ -95,6 +163,10 @@ def create_app(settings: Settings, driver: StorageDriver | None = None) -> web.A
         await opened.close()
 
     app.cleanup_ctx.append(storage_ctx)
+    _add_index(app, settings)
+    from catalog.setup import add_catalog  # the pages and their templates load only when an app is built
+
+    add_catalog(app, settings)
     app.on_response_prepare.append(stamp_response)
     add_routes(app)
     return app

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, IPvAnyNetwork, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -113,6 +113,14 @@ class AuthSettings(BaseModel):
         return value.rstrip("/") if value else value
 
 
+class TlsSettings(BaseModel):
+    """HTTPS served by dockyard itself (``dockyard certs selfsigned`` makes a pair for a quick start)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cert: Path = Field(description="PEM certificate chain")
+    key: Path = Field(description="PEM private key")
+
+
 class Settings(BaseSettings):
     """Every setting of ``dockyard serve``."""
 
@@ -128,6 +136,11 @@ class Settings(BaseSettings):
     access_log: bool = True
     gc: GcSettings = GcSettings()
     auth: AuthSettings = AuthSettings()
+    tls: TlsSettings | None = None
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="proxies (addresses or CIDR networks) whose X-Forwarded-Proto/Host/For headers are believed",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -139,8 +152,8 @@ class Settings(BaseSettings):
 
     @property
     def public_url(self) -> str:
-        """The base URL clients use: ``auth.public_url``, else ``http://<listen>``."""
-        return self.auth.public_url or f"http://{self.listen}"
+        """The base URL clients use: ``auth.public_url``, else ``http(s)://<listen>``."""
+        return self.auth.public_url or f"{'https' if self.tls else 'http'}://{self.listen}"
 
     @property
     def state_dir(self) -> Path:

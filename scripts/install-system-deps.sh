@@ -13,6 +13,8 @@ declare -A NEEDED=(
   [docker-registry]=docker-registry
   [htpasswd]=apache2-utils
   [newuidmap]=uidmap
+  [chromium]=chromium
+  [nginx]=nginx
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.clients import ToolHome
+from tests.support.netns import Host, two_hosts
+from tests.support.postgres import PostgresCluster, postgres_cluster
 from tests.support.s3 import S3Server, s3_server
 from tests.support.server import LiveRegistry, live_registry
 
@@ -41,3 +43,45 @@ def tool_home(tmp_path: Path) -> Iterator[ToolHome]:
         yield home
     finally:
         home.cleanup()
+
+
+@pytest.fixture
+def hosts() -> Iterator[tuple[Host, Host]]:
+    """Two "hosts": network namespaces joined by a veth pair (tests/support/netns.py), deleted afterwards."""
+    with two_hosts() as pair:
+        yield pair
+
+
+# A real server process from Debian's package: the PostgreSQL case is kept out of `make test-fast` like the other
+# external tools.
+DATABASE_BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.interop),
+]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One PostgreSQL cluster per session (per xdist worker), started on first use and removed at the end."""
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def postgres_url(postgres: PostgresCluster) -> AsyncIterator[str]:
+    """The URL of a fresh, empty PostgreSQL database, dropped afterwards."""
+    name = await postgres.create_database()
+    yield postgres.url(name)
+    await postgres.drop_database(name)
+
+
+@pytest.fixture(params=DATABASE_BACKENDS)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The URL of an empty database: a SQLite file under ``tmp_path``, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'accounts.db'}"
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres")  # sync: started on first use
+    name = await cluster.create_database()
+    yield cluster.url(name)
+    await cluster.drop_database(name)

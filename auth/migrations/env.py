@@ -14,6 +14,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import catalog.models  # noqa: F401 - the catalog's index tables live on the same Base
 from auth.models import Base
 
 

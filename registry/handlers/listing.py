@@ -7,7 +7,8 @@ import json
 from aiohttp import web
 
 from registry.errors import ErrorCode, RegistryError
-from registry.handlers.common import access_control, digest_param, json_response, page, repo_name, store
+from registry.handlers.common import access_control, digest_param, json_response, page, repo_name, settings, store
+from registry.handlers.manifests import metadata_index
 from registry.manifests import OCI_INDEX
 
 
@@ -22,12 +23,29 @@ async def list_tags(request: web.Request) -> web.Response:
 
 
 async def catalog(request: web.Request) -> web.Response:
-    """Repository names sorted lexically, paginated like the tags list."""
-    names = await store(request).repos.catalog()
-    if (control := access_control(request)) is not None:
+    """Repository names sorted lexically, paginated like the tags list. Read from the metadata index when the
+    app has one (never a walk over storage), else from storage."""
+    control = access_control(request)
+    names = await _repository_names(request, limit_pages=control is None)
+    if control is not None:
         names = await control.visible(request, names)
     names, link = page(request, names)
     return json_response({"repositories": names}, {"Link": link} if link else None)
+
+
+async def _repository_names(request: web.Request, limit_pages: bool) -> list[str]:
+    """The candidates for one ``_catalog`` page: names after ``last``; when nothing is filtered out later
+    (``limit_pages``), only one more than the page needs, so that ``page`` still knows whether a next exists."""
+    index = metadata_index(request)
+    if index is None:
+        return await store(request).repos.catalog()
+    raw_n = request.query.get("n", "")
+    limit = (
+        min(int(raw_n), settings(request).page_size_max) + 1
+        if limit_pages and raw_n.isdecimal() and raw_n.isascii()
+        else None
+    )
+    return await index.repository_names(request.query.get("last"), limit)
 
 
 async def referrers(request: web.Request) -> web.Response:

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from registry import keys
 from registry.errors import ErrorCode, RegistryError
 from registry.handlers.common import read_limited, repo_name, settings, store
+from registry.index import MetadataIndex
 from registry.reference import Digest, is_tag, parse_reference
+
+
+def metadata_index(request: web.Request) -> MetadataIndex | None:
+    """The app's metadata index (told of every change after storage made it), or None without one."""
+    return request.app.get(keys.METADATA_INDEX)
 
 
 def lookup_reference(request: web.Request) -> Digest | str:
@@ -34,6 +41,8 @@ async def get_manifest(request: web.Request) -> web.Response:
         return web.Response(status=304, headers=headers)
     if request.method == "HEAD":
         return web.Response(status=200, headers={**headers, "Content-Length": str(len(manifest.body))})
+    if (index := metadata_index(request)) is not None:
+        await index.pulled(name, reference)  # counted like Docker Hub: a manifest GET is a pull
     return web.Response(status=200, body=manifest.body, headers=headers)
 
 
@@ -47,6 +56,9 @@ async def put_manifest(request: web.Request) -> web.Response:
     result = await store(request).manifests.put(
         name, reference, data, request.headers.get("Content-Type", ""), extra_tags
     )
+    if (index := metadata_index(request)) is not None:
+        tags = ([reference] if isinstance(reference, str) else []) + extra_tags
+        await index.manifest_pushed(name, result.digest, tags)
     headers = {
         "Location": f"/v2/{name}/manifests/{result.digest}",
         "Docker-Content-Digest": str(result.digest),
@@ -63,4 +75,9 @@ async def delete_manifest(request: web.Request) -> web.Response:
     if not settings(request).delete_enabled:
         raise RegistryError(ErrorCode.UNSUPPORTED, "deletes are disabled on this registry")
     await store(request).manifests.delete(name, reference)
+    if (index := metadata_index(request)) is not None:
+        if isinstance(reference, Digest):
+            await index.manifest_deleted(name, reference)
+        else:
+            await index.tag_deleted(name, reference)
     return web.Response(status=202)

@@ -16,6 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import catalog.models  # noqa: F401 - the migrations also create the catalog's tables on auth's Base
 from auth import migrations
 from auth.accounts import (
     ROLES,

@@ -7,6 +7,7 @@ import json
 import random
 
 from registry import keys
+from registry.index import forget_collected
 from registry.store import Store
 from registry.store.gc import CLOCK_SLACK, GcOptions, GcReport, collect
 from registry.store.paths import ROOT
@@ -26,8 +27,12 @@ async def settle() -> None:
 
 
 async def gc(client: Client, options: GcOptions = NOW) -> GcReport:
+    """Collect as ``dockyard gc`` and the server's ``gc.interval`` do: then tell the metadata index."""
     await settle()
-    return await collect(store_of(client), options)
+    report = await collect(store_of(client), options)
+    index = client.server.app[keys.METADATA_INDEX]  # type: ignore[union-attr]
+    await forget_collected(index, report.manifests_deleted)
+    return report
 
 
 async def stored_files(client: Client) -> list[str]:
@@ -185,6 +190,7 @@ async def test_removed_repository_leaves_nothing_but_its_neighbours(client: Clie
     upload = await client.post("/v2/lib/app/blobs/uploads/")
     assert upload.status == 202
     await store_of(client).repos.remove("lib/app")
+    await client.server.app[keys.METADATA_INDEX].repository_deleted("lib/app")  # type: ignore[union-attr]
     report = await gc(client)
     assert report.blobs_deleted == 3  # app's manifest, config and own layer
     remaining = await stored_files(client)

@@ -5,41 +5,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.clients import Skopeo, ToolHome
 from tests.support.images import ImageFactory
-from tests.support.netns import Host, two_hosts
-from tests.support.server import free_port, run_dockyard, stop_process
+from tests.support.netns import Host, RemoteRegistry, dockyard_on, push_from, registry_inside, remove_containers
 
 pytestmark = pytest.mark.interop
-
-
-@dataclass(frozen=True)
-class RemoteRegistry:
-    """A ``dockyard serve`` inside ``host``'s namespace, listening on the host's link address."""
-
-    host: Host
-    address: str  # HOST:PORT as the other namespace reaches it
-
-
-def wait_inside(host: Host, url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    """Poll ``url`` from inside ``host``'s namespace until it answers."""
-    probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=2)"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the registry exited with {process.returncode}")
-        if subprocess.run(host.command(sys.executable, "-c", probe), capture_output=True, timeout=30).returncode == 0:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer from inside {host.netns}")
 
 
 @pytest.fixture(scope="module")
@@ -48,29 +22,9 @@ def image_factory(tmp_path_factory: pytest.TempPathFactory) -> ImageFactory:
 
 
 @pytest.fixture
-def hosts() -> Iterator[tuple[Host, Host]]:
-    with two_hosts() as pair:
-        yield pair
-
-
-@pytest.fixture
 def remote_registry(hosts: tuple[Host, Host], tmp_path: Path) -> Iterator[RemoteRegistry]:
-    server_host, _ = hosts
-    address = f"{server_host.address}:{free_port()}"
-    log = (tmp_path / "registry.log").open("wb")
-    command = [sys.executable, "-m", "dockyard", "serve", "--listen", address, "--data", str(tmp_path / "data")]
-    process = subprocess.Popen(server_host.command(*command), stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_inside(server_host, f"http://{address}/v2/", process)
-        yield RemoteRegistry(server_host, address)
-    finally:
-        stop_process(process)
-        log.close()
-
-
-def dockyard_on(host: Host, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"DOCKER_CONFIG": str(root / "docker-config"), "HOME": str(root / "home")}
-    return run_dockyard("--root", str(root / "state"), *args, env=env, prefix=host.command(), timeout=300)
+    with registry_inside(hosts[0], tmp_path) as registry:
+        yield registry
 
 
 def test_image_pushed_on_one_host_is_pulled_on_the_other(
@@ -78,11 +32,7 @@ def test_image_pushed_on_one_host_is_pulled_on_the_other(
 ) -> None:
     server_host, client_host = hosts
     image = image_factory.image("two-hosts")
-    skopeo = Skopeo(ToolHome(tmp_path / "pusher"))
-    target = f"docker://{remote_registry.address}/ns/app:v1"
-    push = server_host.command(*skopeo._base(), "copy", "--quiet", "--dest-tls-verify=false", image.oci_ref, target)
-    pushed = subprocess.run(push, capture_output=True, text=True, timeout=120, env=skopeo.home.env)
-    assert pushed.returncode == 0, pushed.stderr
+    push_from(server_host, tmp_path / "pusher", image.oci_ref, f"{remote_registry.address}/ns/app:v1")
 
     reference = f"{remote_registry.address}/ns/app:v1"
     refused = dockyard_on(client_host, tmp_path / "client", "pull", reference)
@@ -108,10 +58,7 @@ def test_commit_on_one_host_runs_on_the_other_and_the_volume_outlives_containers
     host A's containers."""
     host_a, host_b = hosts
     image = image_factory.image("journey")
-    skopeo = Skopeo(ToolHome(tmp_path / "pusher"))
-    target = f"docker://{remote_registry.address}/ns/journey:v1"
-    push = host_a.command(*skopeo._base(), "copy", "--quiet", "--dest-tls-verify=false", image.oci_ref, target)
-    assert subprocess.run(push, capture_output=True, text=True, timeout=120, env=skopeo.home.env).returncode == 0
+    push_from(host_a, tmp_path / "pusher", image.oci_ref, f"{remote_registry.address}/ns/journey:v1")
     address, a_root, b_root = remote_registry.address, tmp_path / "host-a", tmp_path / "host-b"
     v1, v2 = f"{address}/ns/journey:v1", f"{address}/ns/journey:v2"
     insecure = ("--insecure-registry", address)
@@ -138,7 +85,5 @@ def test_commit_on_one_host_runs_on_the_other_and_the_volume_outlives_containers
         assert (ran.returncode, ran.stdout) == (0, "changed\n"), ran.stderr
         assert "kept" in on_a("run", "--rm", "-v", "journey-data:/data", v1, "cat", "/data/note").stdout
     finally:
-        for root, host in ((a_root, host_a), (b_root, host_b)):
-            listed = dockyard_on(host, root, "ps", "-a", "-q")
-            for container in listed.stdout.split():
-                dockyard_on(host, root, "rm", "-f", container)
+        remove_containers(host_a, a_root)
+        remove_containers(host_b, b_root)

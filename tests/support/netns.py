@@ -12,10 +12,15 @@ from __future__ import annotations
 import random
 import secrets
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
+from tests.support.clients import Skopeo, ToolHome
+from tests.support.server import free_port, run_dockyard, stop_process
 from tests.support.tools import require_root, require_tool
 
 
@@ -59,3 +64,59 @@ def two_hosts() -> Iterator[tuple[Host, Host]]:
     finally:
         for netns in created:  # deleting a namespace deletes its veth end, and with it the pair
             subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=30)
+
+
+@dataclass(frozen=True)
+class RemoteRegistry:
+    """A ``dockyard serve`` inside ``host``'s namespace, listening on the host's link address."""
+
+    host: Host
+    address: str  # HOST:PORT as the other namespace reaches it
+
+
+def wait_inside(host: Host, url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Poll ``url`` from inside ``host``'s namespace until it answers."""
+    probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=2)"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the registry exited with {process.returncode}")
+        if subprocess.run(host.command(sys.executable, "-c", probe), capture_output=True, timeout=30).returncode == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer from inside {host.netns}")
+
+
+@contextmanager
+def registry_inside(host: Host, workdir: Path) -> Iterator[RemoteRegistry]:
+    """``dockyard serve`` (open, filesystem storage under ``workdir``) on ``host``'s link address; stopped by pid."""
+    address = f"{host.address}:{free_port()}"
+    with (workdir / "registry.log").open("wb") as log:
+        command = [sys.executable, "-m", "dockyard", "serve", "--listen", address, "--data", str(workdir / "data")]
+        process = subprocess.Popen(host.command(*command), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_inside(host, f"http://{address}/v2/", process)
+            yield RemoteRegistry(host, address)
+        finally:
+            stop_process(process)
+
+
+def dockyard_on(host: Host, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``dockyard --root ROOT/state ARGS`` inside ``host``'s namespace, with credentials under ``root``."""
+    env = {"DOCKER_CONFIG": str(root / "docker-config"), "HOME": str(root / "home")}
+    return run_dockyard("--root", str(root / "state"), *args, env=env, prefix=host.command(), timeout=300)
+
+
+def remove_containers(host: Host, root: Path) -> None:
+    """``rm -f`` every container of the dockyard state under ``root`` (test cleanup)."""
+    listed = dockyard_on(host, root, "ps", "-a", "-q")
+    for container in listed.stdout.split():
+        dockyard_on(host, root, "rm", "-f", container)
+
+
+def push_from(host: Host, workdir: Path, oci_ref: str, target: str) -> None:
+    """``skopeo copy OCI_REF docker://TARGET`` (plain HTTP) from inside ``host``; tool state under ``workdir``."""
+    skopeo = Skopeo(ToolHome(workdir))
+    command = host.command(*skopeo._base(), "copy", "--quiet", "--dest-tls-verify=false", oci_ref, f"docker://{target}")
+    pushed = subprocess.run(command, capture_output=True, text=True, timeout=120, env=skopeo.home.env)
+    assert pushed.returncode == 0, pushed.stderr

@@ -1,0 +1,362 @@
+"""The metadata index, writer side: keeps the ``catalog_*`` tables in step with storage.
+
+The registry calls :class:`Index` after every successful storage change: ``manifest_pushed``,
+``manifest_deleted``, ``tag_deleted``, ``repository_deleted``, and ``pulled`` for each manifest GET. Storage is
+the source of truth: these event methods never raise (a failure is logged, the push or delete has already
+succeeded, and ``dockyard index rebuild`` repairs the index), and :meth:`Index.rebuild` recreates every row
+from storage.
+
+Rules the rows follow (see :mod:`catalog.models` for the tables):
+
+- a repository has a row while it has at least one manifest; its ``size`` counts each distinct digest it
+  references once (blobs, child manifests and its manifests' own bytes), its ``tag_count`` its tags, its
+  ``pushed_at`` the newest push; the row goes with its last manifest;
+- pulls are counted in memory and written at most once a second (:attr:`Index.flush_interval`) and on
+  :meth:`Index.close`, so a pull never waits on the database;
+- every write to one repository takes that repository's row first (an upsert or ``SELECT ... FOR UPDATE``), so
+  concurrent writers of one repository queue on PostgreSQL; SQLite writes queue on ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, exists, func, select, union_all, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from auth.database import WRITE, insert
+from catalog.describe import ManifestFacts, describe
+from catalog.models import IndexedBlobRow, IndexedManifestRow, IndexedRepositoryRow, IndexedTagRow
+from catalog.snapshot import RepositorySnapshot, snapshot
+from registry.reference import Digest
+from registry.store import Store
+from registry.store.repos import repositories
+
+__all__ = ["Index", "RebuildProgress", "RebuildReport", "namespace_of"]
+
+log = logging.getLogger("dockyard.catalog")
+
+R = cast(Table, IndexedRepositoryRow.__table__)
+T = cast(Table, IndexedTagRow.__table__)
+M = cast(Table, IndexedManifestRow.__table__)
+B = cast(Table, IndexedBlobRow.__table__)
+NAMESPACE_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class RebuildProgress:
+    """Where a rebuild is: ``done`` of ``total`` repositories looked at, the last one ``name``."""
+
+    done: int
+    total: int
+    name: str
+
+
+@dataclass
+class RebuildReport:
+    """What a rebuild found in storage."""
+
+    repositories: int = 0
+    manifests: int = 0
+    tags: int = 0
+    skipped: list[str] = field(default_factory=list)  # "<repository>@<digest>" that could not be read
+
+    def summary(self) -> str:
+        skipped = f"; skipped {len(self.skipped)} unreadable manifests" if self.skipped else ""
+        return f"indexed {self.repositories} repositories, {self.manifests} manifests and {self.tags} tags{skipped}"
+
+
+@dataclass
+class _Pulls:
+    count: int = 0
+    at: datetime | None = None
+    tags: dict[str, datetime] = field(default_factory=dict)
+
+
+def namespace_of(name: str) -> str:
+    """The first component of a nested name, "" for a top-level one (cut to the column's 64 characters: a
+    longer component can't be a user or organization anyway)."""
+    namespace, slash, _ = name.partition("/")
+    return namespace[:NAMESPACE_LENGTH] if slash else ""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Index:
+    """The index over one database ``engine`` (already migrated, see ``auth.database.open_database``) and one
+    OCI ``store``. Use from one event loop; ``await close()`` writes the pending pull counts."""
+
+    flush_interval = 1.0
+
+    def __init__(self, engine: AsyncEngine, store: Store) -> None:
+        self.engine = engine
+        self.store = store
+        self._writer = engine.execution_options(**{WRITE: True})
+        self._pulls: dict[str, _Pulls] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._sleeping = False
+
+    # -- events from the registry (never raise) --------------------------------------------------------------
+
+    async def manifest_pushed(self, name: str, digest: Digest | str, tags: list[str]) -> None:
+        """Manifest ``digest`` was stored in ``name`` under ``tags`` (maybe none): upsert its rows."""
+        await self._safely(f"indexing {name}@{digest}", self._manifest_pushed(name, str(digest), tags))
+
+    async def manifest_deleted(self, name: str, digest: Digest | str) -> None:
+        """Manifest ``digest`` and every tag pointing to it left ``name``."""
+        await self._safely(f"forgetting {name}@{digest}", self._manifest_deleted(name, str(digest)))
+
+    async def tag_deleted(self, name: str, tag: str) -> None:
+        """Tag ``tag`` left ``name`` (its manifest stays)."""
+        await self._safely(f"forgetting {name}:{tag}", self._tag_deleted(name, tag))
+
+    async def repository_deleted(self, name: str) -> None:
+        """Repository ``name`` was removed from storage: drop all its rows (nested repositories stay)."""
+        await self._safely(f"forgetting {name}", self._repository_deleted(name))
+
+    async def pulled(self, name: str, reference: Digest | str) -> None:
+        """A manifest of ``name`` was pulled by tag or digest: counted in memory, written within a second."""
+        pulls = self._pulls.setdefault(name, _Pulls())
+        pulls.count += 1
+        pulls.at = _now()
+        if not isinstance(reference, Digest) and ":" not in reference:
+            pulls.tags[reference] = pulls.at
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_later(), name="dockyard-index-pulls")
+
+    # -- life cycle ------------------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Write the pull counts gathered so far (a failure is logged and those counts are dropped)."""
+        batch, self._pulls = self._pulls, {}
+        if batch:
+            await self._safely(f"counting pulls of {len(batch)} repositories", self._write_pulls(batch))
+
+    async def close(self) -> None:
+        """Stop the timer and write pending pull counts. The engine stays open (its owner disposes it)."""
+        task = self._flusher
+        if task is not None:
+            if self._sleeping:  # a flush already under way is let finish, not cut off mid-write
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.flush()
+
+    async def is_empty(self) -> bool:
+        """True when no repository is indexed."""
+        async with self.engine.connect() as connection:
+            return not await connection.scalar(select(exists().select_from(R)))
+
+    async def repository_names(self, after: str | None = None, limit: int | None = None) -> list[str]:
+        """Indexed repository names sorted lexically (byte order on both databases), those after ``after``
+        only, at most ``limit``."""
+        query = select(R.c.name).order_by(R.c.name)
+        if after is not None:
+            query = query.where(R.c.name > after)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.engine.connect() as connection:
+            return sorted(await connection.scalars(query))
+
+    async def rebuild(self, progress: Callable[[RebuildProgress], None] | None = None) -> RebuildReport:
+        """Recreate every row from storage, one repository per transaction, keeping the pull counts (and
+        last pull times) of repositories and tags that still exist. Repositories that are gone, or have no
+        manifest left, lose their rows. ``progress`` is called after each repository. Storage errors raise."""
+        await self.flush()
+        names = [name async for name in repositories(self.store.driver)]
+        report = RebuildReport()
+        indexed: set[str] = set()
+        for done, name in enumerate(names, start=1):
+            found = await snapshot(self.store, name)
+            report.skipped += [f"{name}@{digest}" for digest in found.unreadable]
+            if found.manifests:
+                await self._replace(found)
+                indexed.add(name)
+                report.repositories += 1
+                report.manifests += len(found.manifests)
+                report.tags += len(found.tags)
+            if progress is not None:
+                progress(RebuildProgress(done, len(names), name))
+        await self._drop_others(indexed)
+        return report
+
+    # -- writes ----------------------------------------------------------------------------------------------
+
+    async def _manifest_pushed(self, name: str, digest: str, tags: list[str]) -> None:
+        facts = await describe(self.store, name, digest)
+        now = _now()
+        async with self._writer.begin() as connection:
+            await self._claim(connection, name, now)
+            await self._put_manifest(connection, name, facts, now)
+            for tag in tags:
+                await self._put_tag(connection, name, tag, digest, now, None)
+            await self._refresh(connection, name)
+
+    async def _manifest_deleted(self, name: str, digest: str) -> None:
+        async with self._writer.begin() as connection:
+            if not await self._lock(connection, name):
+                return
+            await connection.execute(delete(T).where(T.c.repository == name, T.c.digest == digest))
+            await connection.execute(delete(B).where(B.c.repository == name, B.c.manifest == digest))
+            await connection.execute(delete(M).where(M.c.repository == name, M.c.digest == digest))
+            await self._refresh(connection, name)
+
+    async def _tag_deleted(self, name: str, tag: str) -> None:
+        async with self._writer.begin() as connection:
+            if await self._lock(connection, name):
+                await connection.execute(delete(T).where(T.c.repository == name, T.c.name == tag))
+                await self._refresh(connection, name)
+
+    async def _repository_deleted(self, name: str) -> None:
+        async with self._writer.begin() as connection:
+            await self._delete_repository(connection, name)
+
+    async def _claim(self, connection: AsyncConnection, name: str, now: datetime) -> None:
+        """Create the repository's row (or take it and move its ``pushed_at``): the first statement of a push."""
+        values = {
+            "name": name,
+            "namespace": namespace_of(name),
+            "created_at": now,
+            "pushed_at": now,
+            "tag_count": 0,
+            "size": 0,
+            "pull_count": 0,
+            "last_pull_at": None,
+        }
+        statement = insert(self.engine, IndexedRepositoryRow).values(**values)
+        await connection.execute(statement.on_conflict_do_update(index_elements=["name"], set_={"pushed_at": now}))
+
+    @staticmethod
+    async def _lock(connection: AsyncConnection, name: str) -> bool:
+        """Take the repository's row for this transaction; False when it is not indexed."""
+        found = await connection.scalar(select(R.c.name).where(R.c.name == name).with_for_update())
+        return found is not None
+
+    async def _put_manifest(self, connection: AsyncConnection, name: str, facts: ManifestFacts, now: datetime) -> None:
+        values = {
+            "media_type": facts.media_type,
+            "artifact_type": facts.artifact_type,
+            "subject": facts.subject,
+            "size": facts.size,
+            "platforms": facts.platforms,
+            "config": facts.config,
+            "pushed_at": now,
+        }
+        statement = insert(self.engine, IndexedManifestRow).values(repository=name, digest=facts.digest, **values)
+        await connection.execute(statement.on_conflict_do_update(index_elements=["repository", "digest"], set_=values))
+        await connection.execute(delete(B).where(B.c.repository == name, B.c.manifest == facts.digest))
+        rows = [{"repository": name, "manifest": facts.digest, "digest": b.digest, "size": b.size} for b in facts.blobs]
+        if rows:
+            await connection.execute(insert(self.engine, IndexedBlobRow).values(rows).on_conflict_do_nothing())
+
+    async def _put_tag(
+        self, connection: AsyncConnection, name: str, tag: str, digest: str, at: datetime, pulled: datetime | None
+    ) -> None:
+        statement = insert(self.engine, IndexedTagRow).values(
+            repository=name, name=tag, digest=digest, pushed_at=at, last_pull_at=pulled
+        )
+        await connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["repository", "name"], set_={"digest": digest, "pushed_at": at}
+            )
+        )
+
+    async def _refresh(self, connection: AsyncConnection, name: str) -> None:
+        """Recount ``tag_count`` and ``size``; drop the repository when its last manifest went."""
+        manifests = await connection.scalar(select(func.count()).select_from(M).where(M.c.repository == name))
+        if not manifests:
+            await self._delete_repository(connection, name)
+            return
+        tags = await connection.scalar(select(func.count()).select_from(T).where(T.c.repository == name))
+        size = await connection.scalar(_size_query(name))
+        await connection.execute(update(R).where(R.c.name == name).values(tag_count=tags or 0, size=int(size or 0)))
+
+    @staticmethod
+    async def _delete_repository(connection: AsyncConnection, name: str) -> None:
+        # Children first: the foreign keys cascade too, but SQLite only with its pragma on.
+        for table in (T, B, M):
+            await connection.execute(delete(table).where(table.c.repository == name))
+        await connection.execute(delete(R).where(R.c.name == name))
+
+    async def _write_pulls(self, batch: dict[str, _Pulls]) -> None:
+        async with self._writer.begin() as connection:
+            for name, pulls in batch.items():
+                await connection.execute(
+                    update(R)
+                    .where(R.c.name == name)
+                    .values(pull_count=R.c.pull_count + pulls.count, last_pull_at=pulls.at)
+                )
+                for tag, at in pulls.tags.items():
+                    await connection.execute(
+                        update(T).where(T.c.repository == name, T.c.name == tag).values(last_pull_at=at)
+                    )
+
+    async def _replace(self, found: RepositorySnapshot) -> None:
+        """Replace one repository's rows with ``found``, keeping its pull count and tags' last pulls."""
+        name = found.name
+        async with self._writer.begin() as connection:
+            pull_count, last_pull_at, tag_pulls = await self._pulls_of(connection, name)
+            await self._delete_repository(connection, name)
+            await self._claim(connection, name, found.created_at)
+            kept = {"pushed_at": found.pushed_at, "pull_count": pull_count, "last_pull_at": last_pull_at}
+            await connection.execute(update(R).where(R.c.name == name).values(**kept))
+            for facts, at in found.manifests:
+                await self._put_manifest(connection, name, facts, at)
+            for tag, digest, at in found.tags:
+                await self._put_tag(connection, name, tag, digest, at, tag_pulls.get(tag))
+            await self._refresh(connection, name)
+
+    @staticmethod
+    async def _pulls_of(
+        connection: AsyncConnection, name: str
+    ) -> tuple[int, datetime | None, dict[str, datetime | None]]:
+        """The repository's pull count, last pull, and its tags' last pulls (zeros when not indexed)."""
+        row = (await connection.execute(select(R.c.pull_count, R.c.last_pull_at).where(R.c.name == name))).first()
+        tags = await connection.execute(select(T.c.name, T.c.last_pull_at).where(T.c.repository == name))
+        tag_pulls: dict[str, datetime | None] = {row.name: row.last_pull_at for row in tags}
+        return (row[0], row[1], tag_pulls) if row is not None else (0, None, tag_pulls)
+
+    async def _drop_others(self, keep: set[str]) -> None:
+        async with self._writer.begin() as connection:
+            for name in set(await connection.scalars(select(R.c.name))) - keep:
+                await self._delete_repository(connection, name)
+
+    @staticmethod
+    async def _safely(what: str, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception:  # storage is the truth and already changed; the index is repaired by a rebuild
+            log.exception("metadata index: %s failed; 'dockyard index rebuild' repairs the index", what)
+
+    async def _flush_later(self) -> None:
+        self._sleeping = True
+        try:
+            await asyncio.sleep(self.flush_interval)
+        finally:
+            self._sleeping = False
+            self._flusher = None
+        await self.flush()
+
+
+def _size_query(name: str) -> Any:
+    """Compressed bytes of repository ``name``: each distinct digest once, over the blobs its manifests
+    reference and the manifests' own bytes (a manifest's ``size`` minus its blob rows)."""
+    referenced = (
+        select(func.coalesce(func.sum(B.c.size), 0))
+        .where(B.c.repository == M.c.repository, B.c.manifest == M.c.digest)
+        .scalar_subquery()
+    )
+    parts = union_all(
+        select(B.c.digest, B.c.size).where(B.c.repository == name),
+        select(M.c.digest, (M.c.size - referenced).label("size")).where(M.c.repository == name),
+    ).subquery()
+    per_digest = select(parts.c.digest, func.max(parts.c.size).label("size")).group_by(parts.c.digest).subquery()
+    return select(func.coalesce(func.sum(per_digest.c.size), 0))
