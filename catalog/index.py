@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, exists, func, select, union_all, update
+from sqlalchemy import ColumnElement, Select, Table, delete, exists, func, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from auth.database import WRITE, insert
@@ -158,13 +158,24 @@ class Index:
     async def repository_names(self, after: str | None = None, limit: int | None = None) -> list[str]:
         """Indexed repository names sorted lexically (byte order on both databases), those after ``after``
         only, at most ``limit``."""
-        query = select(R.c.name).order_by(R.c.name)
-        if after is not None:
-            query = query.where(R.c.name > after)
-        if limit is not None:
-            query = query.limit(limit)
+        query = _window(select(R.c.name), self._bytewise(R.c.name), after, limit)
         async with self.engine.connect() as connection:
-            return sorted(await connection.scalars(query))
+            return list(await connection.scalars(query))
+
+    async def tag_names(self, name: str, after: str | None = None, limit: int | None = None) -> list[str] | None:
+        """The tags of repository ``name`` sorted lexically (byte order), after ``after``, at most ``limit``; None
+        when the index holds no such repository (the caller then asks storage)."""
+        query = _window(select(T.c.name).where(T.c.repository == name), self._bytewise(T.c.name), after, limit)
+        async with self.engine.connect() as connection:
+            tags = list(await connection.scalars(query))
+            if tags or await connection.scalar(select(exists().where(R.c.name == name))):
+                return tags
+        return None
+
+    def _bytewise(self, column: ColumnElement[str]) -> ColumnElement[str]:
+        """``column`` compared and sorted by code point, as Python and the registry API sort (PostgreSQL's
+        default collation would not)."""
+        return column.collate("C") if self.engine.dialect.name == "postgresql" else column
 
     async def rebuild(self, progress: Callable[[RebuildProgress], None] | None = None) -> RebuildReport:
         """Recreate every row from storage, one repository per transaction, keeping the pull counts (and
@@ -360,3 +371,11 @@ def _size_query(name: str) -> Any:
     ).subquery()
     per_digest = select(parts.c.digest, func.max(parts.c.size).label("size")).group_by(parts.c.digest).subquery()
     return select(func.coalesce(func.sum(per_digest.c.size), 0))
+
+
+def _window(query: Select[Any], key: ColumnElement[str], after: str | None, limit: int | None) -> Select[Any]:
+    """``query`` ordered by ``key``, rows after ``after`` only, at most ``limit`` (the API's ``last`` and ``n``)."""
+    query = query.order_by(key)
+    if after is not None:
+        query = query.where(key > after)
+    return query.limit(limit) if limit is not None else query

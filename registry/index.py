@@ -39,6 +39,10 @@ class MetadataIndex(Protocol):
         """Names of the repositories holding at least one manifest, sorted, after ``after``, at most ``limit``."""
         ...
 
+    async def tag_names(self, name: str, after: str | None = None, limit: int | None = None) -> list[str] | None:
+        """The tags of ``name`` sorted, after ``after``, at most ``limit``; None when the index lacks ``name``."""
+        ...
+
 
 async def forget_collected(index: MetadataIndex, manifests_deleted: list[str]) -> None:
     """Tell ``index`` of the manifests a garbage collection deleted (``GcReport.manifests_deleted``:

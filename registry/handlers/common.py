@@ -68,7 +68,7 @@ def page(request: web.Request, items: list[str]) -> tuple[list[str], str | None]
     raw_n = request.query.get("n")
     if raw_n is None:
         return items, None
-    if not raw_n.isdigit():
+    if not (raw_n.isascii() and raw_n.isdigit()):
         raise RegistryError(
             ErrorCode.PAGINATION_NUMBER_INVALID, f"n must be a non-negative integer, got {raw_n[:20]!r}"
         )

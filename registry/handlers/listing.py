@@ -13,12 +13,18 @@ from registry.manifests import OCI_INDEX
 
 
 async def list_tags(request: web.Request) -> web.Response:
-    """Tags sorted lexically, paginated with ``n``/``last`` and a ``Link`` header."""
+    """Tags sorted lexically, paginated with ``n``/``last`` and a ``Link`` header. Read from the metadata index
+    (kept in step by every push and delete before they answer) when it knows the repository, else from storage
+    (a repository with blobs but no manifest yet, or no index)."""
     name = repo_name(request)
-    reg = store(request)
-    if not await reg.repos.exists(name):
-        raise RegistryError(ErrorCode.NAME_UNKNOWN, f"repository {name} not known to registry", {"name": name})
-    tags, link = page(request, await reg.manifests.tags(name))
+    index = metadata_index(request)
+    tags = await index.tag_names(name, request.query.get("last"), _fetch_limit(request)) if index else None
+    if tags is None:
+        reg = store(request)
+        if not await reg.repos.exists(name):
+            raise RegistryError(ErrorCode.NAME_UNKNOWN, f"repository {name} not known to registry", {"name": name})
+        tags = await reg.manifests.tags(name)
+    tags, link = page(request, tags)
     return json_response({"name": name, "tags": tags}, {"Link": link} if link else None)
 
 
@@ -33,19 +39,22 @@ async def catalog(request: web.Request) -> web.Response:
     return json_response({"repositories": names}, {"Link": link} if link else None)
 
 
+def _fetch_limit(request: web.Request) -> int | None:
+    """How many items one page needs from the index: one more than ``n`` (so that ``page`` still sees whether a
+    next page exists), or None (all) without a valid ``n``."""
+    raw_n = request.query.get("n", "")
+    if not (raw_n.isascii() and raw_n.isdigit()):
+        return None
+    return min(int(raw_n), settings(request).page_size_max) + 1
+
+
 async def _repository_names(request: web.Request, limit_pages: bool) -> list[str]:
     """The candidates for one ``_catalog`` page: names after ``last``; when nothing is filtered out later
-    (``limit_pages``), only one more than the page needs, so that ``page`` still knows whether a next exists."""
+    (``limit_pages``), only one more than the page needs."""
     index = metadata_index(request)
     if index is None:
         return await store(request).repos.catalog()
-    raw_n = request.query.get("n", "")
-    limit = (
-        min(int(raw_n), settings(request).page_size_max) + 1
-        if limit_pages and raw_n.isdecimal() and raw_n.isascii()
-        else None
-    )
-    return await index.repository_names(request.query.get("last"), limit)
+    return await index.repository_names(request.query.get("last"), _fetch_limit(request) if limit_pages else None)
 
 
 async def referrers(request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -416,6 +417,41 @@ async def test_catalog_pages_come_from_the_index(catalog_client: Client) -> None
     assert await catalog_names(catalog_client, "?n=0") == {"repositories": []}
     resp = await catalog_client.get("/v2/_catalog?n=x")
     assert resp.status == 400
+
+
+ODD_TAGS = ("b", "a", "A-b", "Ab", "a.1", "a_1", "Z")  # byte order differs from a locale's collation
+
+
+async def check_tag_lists(client: Client) -> None:
+    """Tags of ``x/odd`` listed in code-point order, paged with ``n``/``last``, and ``n=²`` refused."""
+    for tag in ODD_TAGS:
+        await push_image(client, "x/odd", tag, {"f": tag.encode()})
+    expected = sorted(ODD_TAGS)
+    resp = await client.get("/v2/x/odd/tags/list")
+    assert (await resp.json())["tags"] == expected
+    resp = await client.get("/v2/x/odd/tags/list?n=3&last=A-b")
+    page = expected[expected.index("A-b") + 1 :][:3]
+    assert (await resp.json())["tags"] == page
+    assert resp.headers["Link"] == f'</v2/x/odd/tags/list?n=3&last={page[-1]}>; rel="next"'
+    assert (await client.get("/v2/x/odd/tags/list?n=%C2%B2")).status == 400  # "²" is a digit to str.isdigit()
+
+
+async def test_tag_lists_come_from_the_index(catalog_client: Client, tmp_path: Path) -> None:
+    await check_tag_lists(catalog_client)
+    # Storage and index disagree only if something changes storage behind the registry's back: the list is the
+    # index's (no storage listing), and a repository the index does not know is still answered from storage.
+    shutil.rmtree(tmp_path / "data" / "v1" / "repositories" / "x" / "odd" / "_manifests" / "tags" / "b")
+    assert "b" in (await (await catalog_client.get("/v2/x/odd/tags/list")).json())["tags"]
+    await index_of(catalog_client).repository_deleted("x/odd")
+    assert "b" not in (await (await catalog_client.get("/v2/x/odd/tags/list")).json())["tags"]
+    assert (await catalog_client.get("/v2/nothing/here/tags/list")).status == 404
+
+
+async def test_tag_lists_on_postgresql_are_in_byte_order(
+    tmp_path: Path, aiohttp_client: ClientFactory, postgres_url: str
+) -> None:
+    client = await aiohttp_client(create_app(catalog_settings(tmp_path, database_url=postgres_url)))
+    await check_tag_lists(client)
 
 
 async def test_catalog_in_token_mode_shows_only_what_the_caller_may_pull(token_catalog_client: Client) -> None:
