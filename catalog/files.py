@@ -1,11 +1,8 @@
 """An image's files: the merged filesystem of its layers, one file's text, one layer's changes, and the diff of two
 tags — all read from the layer blobs through :class:`catalog.layers.LayerReader` (streamed, cached by digest).
 
-The merged view applies the layers bottom-up as OCI says: a layer's whiteouts and opaque directories remove only
-what the layers *below* it hold, then its entries are written in tar order (a non-directory replacing a directory
-removes the directory's subtree; a directory over a directory only updates its metadata). Parent directories a
-layer writes into without listing them appear as ``drwxr-xr-x`` owned by root. Each path remembers the layer that
-last wrote it and whether that layer ``added`` it or ``changed`` it (it existed below).
+The merged view and the file-level diff are :mod:`catalog.merge`'s; this module resolves tags to image manifests
+(a platform of an index), reads their layers and answers the questions.
 
 Callers check visibility first (``Catalog.require_visible``); these methods still answer NotFound for a tag,
 platform, layer index or path that is not there, and InvalidInput for an artifact without filesystem layers.
@@ -14,15 +11,17 @@ platform, layer index or path that is not there, and InvalidInput for an artifac
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from catalog.describe import IMAGE_CONFIG_TYPES
 from catalog.errors import InvalidInput, NotFound
-from catalog.layers import CACHE_ENTRIES, TEXT_LIMIT, FileHead, LayerEntry, LayerListing, LayerReader
-from catalog.views import DirectoryListing, FileChange, FileContent, FileEntry, Layer, TagDiff
+from catalog.imagedetail import layers_with_history
+from catalog.layers import CACHE_ENTRIES, TEXT_LIMIT, FileHead, LayerListing, LayerReader
+from catalog.merge import MAX_SYMLINK_HOPS, Tree, file_changes, merge, resolve
+from catalog.views import DirectoryListing, FileContent, FileEntry, Layer, TagDiff
 from registry.errors import RegistryError
 from registry.manifests import INDEX_TYPES
 from registry.reference import Digest, is_tag, parse_digest
@@ -32,15 +31,9 @@ from storage.errors import PathNotFound
 
 __all__ = ["ImageFiles"]
 
-MAX_SYMLINK_HOPS = 40
 TREE_CACHE = 8  # merged views kept, least recently used first (the listings under them are cached anyway)
 MAX_PATH = 4096
-IMAGE_CONFIG_TYPES = frozenset(
-    {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
-)
 _DEFAULT_VARIANTS = {"arm64": "v8"}
-_IMPLICIT_DIR_MODE = 0o755
-Change = Literal["added", "changed", "deleted"]
 
 
 @dataclass(frozen=True)
@@ -49,151 +42,6 @@ class _Image:
 
     platform: str
     layers: list[Layer]
-
-
-@dataclass(frozen=True, slots=True)
-class _Node:
-    """A path of the merged view: its entry, the layer that last wrote it and how; ``tar_path``: the entry's own
-    name in that layer's tar when extraction moved it (a parent directory was a symlink)."""
-
-    entry: LayerEntry
-    layer: int
-    change: Change
-    tar_path: str | None = None
-
-    def view(self) -> FileEntry:
-        e = self.entry
-        kind = "file" if e.kind in ("whiteout", "opaque") else e.kind
-        return FileEntry(
-            path=e.path,
-            name=e.name,
-            type=kind,
-            size=e.size,
-            mode=e.mode_string,
-            uid=e.uid,
-            gid=e.gid,
-            link_target=e.link_target,
-            layer=self.layer,
-            change=self.change,
-        )
-
-
-class _Tree:
-    """The merged filesystem: ``nodes`` by path ("/" itself is implicit), ``children`` by parent path."""
-
-    def __init__(self) -> None:
-        self.nodes: dict[str, _Node] = {}
-        self.children: dict[str, dict[str, None]] = {"/": {}}
-
-    def remove(self, path: str) -> None:
-        """Remove ``path`` and everything below it."""
-        pending = [path]
-        while pending:
-            current = pending.pop()
-            pending.extend(self.children.pop(current, {}))
-            self.nodes.pop(current, None)
-        self.children.get(_parent(path), {}).pop(path, None)
-
-    def put(self, node: _Node) -> None:
-        """Write ``node`` over whatever is at its path, creating missing parent directories."""
-        missing: list[str] = []
-        parent = _parent(node.entry.path)
-        while parent not in self.children:
-            missing.append(parent)
-            parent = _parent(parent)
-        for path in reversed(missing):
-            self._place(_Node(LayerEntry(path, "dir", mode=_IMPLICIT_DIR_MODE), node.layer, "added"))
-        self._place(node)
-
-    def _place(self, node: _Node) -> None:
-        path = node.entry.path
-        old = self.nodes.get(path)
-        if old is not None and not (old.entry.kind == "dir" and node.entry.kind == "dir"):
-            self.remove(path)
-        self.nodes[path] = node
-        self.children[_parent(path)][path] = None
-        if node.entry.kind == "dir":
-            self.children.setdefault(path, {})
-
-    def inside(self, entry: LayerEntry) -> LayerEntry:
-        """``entry`` moved to where extracting it puts it: symlinks on its parent path are followed (inside
-        the root), as containerd and docker do when they apply a layer."""
-        path = self.placed(entry.path)
-        return entry if path == entry.path else dataclasses.replace(entry, path=path)
-
-    def placed(self, path: str) -> str:
-        """Where a tar entry named ``path`` lands: its parent directory with symlinks followed, then its name."""
-        parent = _resolve(self, _parent(path))
-        return parent.rstrip("/") + "/" + path.rsplit("/", 1)[-1]
-
-    def apply(self, index: int, listing: LayerListing) -> dict[str, FileEntry]:
-        """Apply layer ``index``; returns what it deleted, added and changed, by path (tar entries only)."""
-        changes: dict[str, FileEntry] = {}
-        for entry in listing.entries:
-            if entry.kind in ("whiteout", "opaque"):
-                self._delete(self.inside(entry), index, changes)
-        for entry in listing.entries:
-            if entry.kind not in ("whiteout", "opaque"):
-                placed = self.inside(entry)
-                change: Change = "changed" if self._existed(placed.path, index, changes) else "added"
-                node = _Node(placed, index, change, entry.path if placed is not entry else None)
-                self.put(node)
-                changes[placed.path] = node.view()
-        return changes
-
-    def _existed(self, path: str, index: int, changes: dict[str, FileEntry]) -> bool:
-        """Whether the layers below ``index`` hold ``path`` (this layer may have deleted or rewritten it)."""
-        current = self.nodes.get(path)
-        if current is not None:
-            return current.layer < index or current.change == "changed"
-        return path in changes and changes[path].change == "deleted"
-
-    def _delete(self, entry: LayerEntry, index: int, changes: dict[str, FileEntry]) -> None:
-        doomed = list(self.children.get(entry.path, {})) if entry.kind == "opaque" else [entry.path]
-        for path in doomed:
-            node = self.nodes.get(path)
-            if node is not None:
-                changes[path] = _Node(node.entry, index, "deleted").view()
-                self.remove(path)
-
-
-def _parent(path: str) -> str:
-    return path.rsplit("/", 1)[0] or "/"
-
-
-def _merge(listings: list[LayerListing]) -> _Tree:
-    tree = _Tree()
-    for index, listing in enumerate(listings):
-        tree.apply(index, listing)
-    return tree
-
-
-def _resolve(tree: _Tree, path: str) -> str:
-    """``path`` with every symlink on it followed, inside the image root: ``..`` and absolute targets never leave
-    it (as a chroot would). NotFound after :data:`MAX_SYMLINK_HOPS` links."""
-    pending = deque(path.split("/"))
-    resolved: list[str] = []
-    hops = 0
-    while pending:
-        component = pending.popleft()
-        if component in ("", "."):
-            continue
-        if component == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        node = tree.nodes.get("/" + "/".join([*resolved, component]))
-        if node is None or node.entry.kind != "symlink":
-            resolved.append(component)
-            continue
-        hops += 1
-        if hops > MAX_SYMLINK_HOPS:
-            raise NotFound(f"{path}: too many levels of symbolic links")
-        target = node.entry.link_target or ""
-        if target.startswith("/"):
-            resolved.clear()
-        pending.extendleft(reversed(target.split("/")))
-    return "/" + "/".join(resolved)
 
 
 def _request_path(path: str) -> str:
@@ -232,22 +80,6 @@ def _matches(wanted: tuple[str, str, str | None], os: str, architecture: str, va
     return want_variant is None or (want_variant or default) == (variant or default)
 
 
-def _history(config: dict[str, Any], count: int) -> list[tuple[str | None, list[str]]]:
-    """``(created_by, empty-layer commands just before it)`` for each of ``count`` layers, from the config."""
-    found: list[tuple[str | None, list[str]]] = []
-    empty: list[str] = []
-    for item in config.get("history") or []:
-        if not isinstance(item, dict):
-            continue
-        command = item.get("created_by")
-        if item.get("empty_layer"):
-            empty.append(str(command or ""))
-        else:
-            found.append((str(command) if command is not None else None, empty))
-            empty = []
-    return found + [(None, [])] * (count - len(found))
-
-
 def _platform_of(descriptor: dict[str, Any]) -> tuple[str, str, str | None]:
     platform = descriptor.get("platform") or {}
     return str(platform.get("os", "")), str(platform.get("architecture", "")), platform.get("variant")
@@ -277,53 +109,15 @@ def _layers(manifest: dict[str, Any], config: dict[str, Any], what: str) -> list
     """The manifest's layers (bottom first) with the history commands of the config. InvalidInput when one is
     not a tar (an artifact) or is a foreign layer, whose bytes this registry does not keep."""
     descriptors = [d for d in manifest.get("layers") or [] if isinstance(d, dict)]
-    history = _history(config, len(descriptors))
-    layers: list[Layer] = []
     for index, descriptor in enumerate(descriptors):
         media_type = str(descriptor.get("mediaType", ""))
         if "tar" not in media_type:
             raise InvalidInput(f"{what} is an artifact (layer {index} is {media_type!r}), not a container image")
         if descriptor.get("urls") or "nondistributable" in media_type or "foreign" in media_type:
             raise InvalidInput(f"layer {index} of {what} is a foreign layer, kept outside this registry")
-        created_by, empty = history[index]
-        layers.append(
-            Layer(
-                digest=str(descriptor.get("digest")),
-                media_type=media_type,
-                size=int(descriptor.get("size", 0)),
-                created_by=created_by,
-                empty_layer_history=empty,
-            )
-        )
+    history = config.get("history")
+    layers, _after_last = layers_with_history(descriptors, history if isinstance(history, list) else [])
     return layers
-
-
-def _signature(entry: LayerEntry) -> tuple[object, ...]:
-    return (entry.kind, entry.mode, entry.uid, entry.gid, entry.size, entry.link_target, entry.sha256)
-
-
-def _file_change(path: str, before: _Node | None, after: _Node | None) -> FileChange | None:
-    if before is not None and after is not None:
-        if _signature(before.entry) == _signature(after.entry):
-            return None
-        return FileChange(
-            path=path,
-            change="changed",
-            type=after.entry.kind,
-            size_before=before.entry.size,
-            size_after=after.entry.size,
-        )
-    if after is not None:
-        return FileChange(path=path, change="added", type=after.entry.kind, size_after=after.entry.size)
-    assert before is not None
-    return FileChange(path=path, change="deleted", type=before.entry.kind, size_before=before.entry.size)
-
-
-def _file_changes(old: _Tree, new: _Tree) -> list[FileChange]:
-    """Paths added, deleted, or changed (see :func:`_signature`) from ``old`` to ``new``, sorted."""
-    paths = sorted(old.nodes.keys() | new.nodes.keys())
-    changes = (_file_change(path, old.nodes.get(path), new.nodes.get(path)) for path in paths)
-    return [change for change in changes if change is not None]
 
 
 class ImageFiles:
@@ -333,14 +127,14 @@ class ImageFiles:
         self.store = store
         self.reader = LayerReader(store.driver, store.blobs, cache_entries)
         self.text_limit = text_limit
-        self._trees: OrderedDict[tuple[str, ...], _Tree] = OrderedDict()
+        self._trees: OrderedDict[tuple[str, ...], Tree] = OrderedDict()
 
     async def directory(self, name: str, tag: str, path: str = "/", platform: str | None = None) -> DirectoryListing:
         """The direct children of directory ``path`` (symlinks on it followed) in the merged view, sorted by
         name. ``path`` in the answer is the resolved directory. NotFound: no such directory."""
         image = await self._image(name, tag, platform)
         tree = await self._tree(image.layers)
-        where = _resolve(tree, _request_path(path))
+        where = resolve(tree, _request_path(path))
         children = tree.children.get(where)
         if children is None:
             raise NotFound(f"no directory {path} in {name}:{tag}")
@@ -353,7 +147,7 @@ class ImageFiles:
         NotFound: no such path; InvalidInput: not a regular file."""
         image = await self._image(name, tag, platform)
         tree = await self._tree(image.layers)
-        where = _resolve(tree, _request_path(path))
+        where = resolve(tree, _request_path(path))
         node = tree.nodes.get(where)
         for _ in range(MAX_SYMLINK_HOPS):
             if node is None or node.entry.kind != "hardlink":
@@ -384,7 +178,7 @@ class ImageFiles:
         if not 0 <= index < len(image.layers):
             raise NotFound(f"{name}:{tag} has no layer {index} (it has {len(image.layers)})")
         listings = await self._listings(image.layers[: index + 1])
-        changes = _merge(listings[:index]).apply(index, listings[index])
+        changes = merge(listings[:index]).apply(index, listings[index])
         return [changes[path] for path in sorted(changes)]
 
     async def diff(self, name: str, from_tag: str, to_tag: str, platform: str | None = None) -> TagDiff:
@@ -401,7 +195,7 @@ class ImageFiles:
             platform=after.platform,
             layers_added=[layer for layer in after.layers if layer.digest not in old_digests],
             layers_removed=[layer for layer in before.layers if layer.digest not in new_digests],
-            files=_file_changes(old, new),
+            files=file_changes(old, new),
         )
 
     def close(self) -> None:
@@ -410,12 +204,12 @@ class ImageFiles:
 
     # -- layers ---------------------------------------------------------------------------------------------
 
-    async def _tree(self, layers: list[Layer]) -> _Tree:
+    async def _tree(self, layers: list[Layer]) -> Tree:
         """The merged view of ``layers`` (kept for the last :data:`TREE_CACHE` layer stacks; never mutated)."""
         key = tuple(layer.digest for layer in layers)
         tree = self._trees.get(key)
         if tree is None:
-            tree = self._trees[key] = _merge(await self._listings(layers))
+            tree = self._trees[key] = merge(await self._listings(layers))
             while len(self._trees) > TREE_CACHE:
                 self._trees.popitem(last=False)
         self._trees.move_to_end(key)

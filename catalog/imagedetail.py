@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
+from catalog import describe
 from catalog.errors import NotFound
 from catalog.views import ImageConfigSummary, Layer, Platform, PlatformDetail, Referrer, TagDetail, TagSummary
 from registry.errors import RegistryError
@@ -67,20 +65,8 @@ def layers_with_history(layers: Sequence[dict[str, Any]], history: Sequence[Any]
 
 
 def config_summary(config: dict[str, Any]) -> ImageConfigSummary:
-    """The interesting part of an image config (``config`` of the config blob, plus ``created``)."""
-    inner = config.get("config")
-    if not isinstance(inner, dict):
-        inner = {}
-    return ImageConfigSummary(
-        entrypoint=_strings(inner.get("Entrypoint")),
-        cmd=_strings(inner.get("Cmd")),
-        env=_strings(inner.get("Env")) or [],
-        working_dir=inner.get("WorkingDir") or None,
-        user=inner.get("User") or None,
-        exposed_ports=sorted(str(p) for p in inner.get("ExposedPorts") or {}),
-        labels={str(k): str(v) for k, v in (inner.get("Labels") or {}).items()},
-        created=_time(config.get("created")),
-    )
+    """The interesting part of an image config: the same summary the index stores (``catalog.describe``)."""
+    return ImageConfigSummary.model_validate(describe.config_summary(config))
 
 
 async def _platform_detail(
@@ -155,19 +141,6 @@ def _layer(descriptor: dict[str, Any], created_by: str | None, before: list[str]
 
 def _descriptors(value: Any) -> list[dict[str, Any]]:
     return [d for d in value if isinstance(d, dict)] if isinstance(value, list) else []
-
-
-def _strings(value: Any) -> list[str] | None:
-    return [str(v) for v in value] if isinstance(value, list) else None
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return ImageConfigSummary(created=value).created  # pydantic's RFC 3339 parser
-    except ValidationError:
-        return None
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
