@@ -119,10 +119,14 @@ def _media_type(doc: dict[str, Any], content_type: str) -> str:
 
 
 def _load(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or MANIFEST_INVALID: not JSON, not an object, or nested deeper than the
+    decoder's recursion limit (``[[[[…`` far inside the manifest size limit raises RecursionError)."""
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _invalid(f"manifest is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _invalid("manifest is not valid JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise _invalid("manifest must be a JSON object")
     return doc

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -16,33 +17,43 @@ from aiohttp.abc import AbstractStreamWriter
 from registry.errors import ErrorCode, RegistryError
 from storage.driver import StorageDriver
 
+MAX_DIGITS = 19  # 10**19 bytes is more than any blob
+_SPEC = re.compile(r"([0-9]*)-([0-9]*)", re.ASCII)
+
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """Parse a single ``bytes=`` range against ``size``; returns ``(start, end_inclusive)``.
 
     None means "send the whole blob" (no header, a multi-range or another unit, which HTTP lets a
-    server ignore). An unsatisfiable range raises 416 with ``Content-Range: bytes */size``.
+    server ignore). An unsatisfiable or malformed range raises 416 with ``Content-Range: bytes */size``.
+    Only ASCII digits count (``²`` is a digit to ``str.isdigit``, not to HTTP), and a number longer than
+    :data:`MAX_DIGITS` is simply larger than any blob.
     """
     if not header:
         return None
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()):
+    match = _SPEC.fullmatch(spec.strip())
+    if match is None or not (match[1] or match[2]):
         raise _unsatisfiable(size)
-    if not first:  # suffix range: the last N bytes
-        length = int(last)
+    if not match[1]:  # suffix range: the last N bytes
+        length = _number(match[2])
         if length == 0 or size == 0:
             raise _unsatisfiable(size)
         return max(size - length, 0), size - 1
-    start = int(first)
-    end = int(last) if last.isdigit() else size - 1
-    if last and not last.isdigit():
-        raise _unsatisfiable(size)
+    start = _number(match[1])
+    end = _number(match[2]) if match[2] else size - 1
     if start >= size or end < start:
         raise _unsatisfiable(size)
     return start, min(end, size - 1)
+
+
+def _number(digits: str) -> int:
+    """``digits`` (ASCII) as an int, capped: anything past :data:`MAX_DIGITS` significant digits is ``10**MAX_DIGITS``
+    (more than any blob holds), so ``int()`` never sees thousands of digits."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= MAX_DIGITS else 10**MAX_DIGITS
 
 
 def _unsatisfiable(size: int) -> RegistryError:

@@ -11,7 +11,9 @@ from registry.handlers.common import access_control, body, query_digest, repo_na
 from registry.reference import Digest, check_name
 from registry.store.uploads import range_header
 
-_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?")
+# ASCII digits only (``\d`` would take Arabic-Indic digits too), at most 20 (int() refuses strings over 4300 digits):
+# no offset a registry will ever hold has more, and a longer value is simply malformed.
+_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]{1,20})-([0-9]{1,20})(?:/(?:[0-9]{1,20}|\*))?")
 
 
 def _session_headers(name: str, upload_id: str, offset: int) -> dict[str, str]:
