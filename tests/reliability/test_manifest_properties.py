@@ -6,6 +6,7 @@ Well-formed manifests and indexes generated from the image-spec are always accep
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -179,7 +180,7 @@ def near_valid(draw: st.DrawFn) -> dict[str, Any]:
         if draw(st.integers(min_value=0, max_value=4)) == 0:
             target.pop(field, None)
         else:
-            target[field] = draw(HOSTILE_VALUES)
+            target[field] = copy.deepcopy(draw(HOSTILE_VALUES))  # sampled [] and {} are shared objects
     return doc
 
 
