@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-fast lint format typecheck clean system-deps
+.PHONY: install serve test test-fast lint format typecheck clean system-deps bench
 
 install: $(STAMP)
 
@@ -40,6 +40,12 @@ format: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# dockyard vs CNCF Distribution 2.8, side by side (issue 8); results in bench/out/. make bench BENCH_ARGS=--quick
+BENCH_ARGS ?=
+bench: $(STAMP) system-deps
+	mkdir -p bench/out
+	$(BIN)/python -m bench --json bench/out/last-run.json --markdown bench/out/last-run.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
