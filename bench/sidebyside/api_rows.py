@@ -1,0 +1,150 @@
+"""Rows of small requests: manifest GET and HEAD under load, the tags list of a big repository, the catalog.
+
+Population goes through the API on both registries the same way, with ``plan.populate_concurrency`` concurrent
+requests: one small image, then its manifest PUT under ``plan.tags`` tags; and for the catalog, per repository,
+two cross-repository blob mounts and a manifest PUT. Listings follow ``Link`` headers (``_catalog`` asks for
+``n=1000`` per page, the most Distribution 2.8.2 allows by default) and are checked for their length; their
+latency is the time of every page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from bench.s3_push_pull import BenchError
+from bench.sidebyside.api import OCI_MANIFEST, Api, SmallImage, digest_of, for_each
+from bench.sidebyside.load import run_load
+from bench.sidebyside.plan import Plan
+from bench.sidebyside.runner import Measurement, Row, Workload, run_row
+from bench.sidebyside.servers import Registry
+
+MANIFEST_REPO, TAGS_REPO, CATALOG_BASE = "bench/manifest", "bench/tags", "bench/catalog-base"
+ACCEPT = {"Accept": f"{OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json"}
+
+
+def _populate(registry: Registry, what: str, count: int, work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` (which writes ``count`` ``what`` into ``registry``) and print its rate (untimed in rows)."""
+    start = time.perf_counter()
+    asyncio.run(work)
+    seconds = time.perf_counter() - start
+    print(f"  populated {registry.name}: {count:,} {what} in {seconds:.1f}s ({count / seconds:.0f}/s)", flush=True)
+
+
+def _manifest_load(method: str, concurrency: int, seconds: float) -> Workload:
+    def workload(registry: Registry, _round: int) -> Measurement:
+        url = f"{registry.url}/v2/{MANIFEST_REPO}/manifests/latest"
+        result = run_load(method, url, ACCEPT, concurrency, seconds)
+        return Measurement(result.per_second, result.latencies)
+
+    return workload
+
+
+def manifest_rows(registries: Sequence[Registry], plan: Plan) -> list[Row]:
+    """GET and HEAD of ``bench/manifest:latest`` at each concurrency, for ``plan.load_seconds`` per round."""
+    image = SmallImage.make("manifest")
+
+    async def push(registry: Registry) -> None:
+        async with Api(registry) as api:
+            await api.push_image(MANIFEST_REPO, "latest", image)
+
+    for registry in registries:
+        asyncio.run(push(registry))
+    rows = []
+    for method in ("GET", "HEAD"):
+        for concurrency in plan.load_concurrency:
+            name = f"manifest {method} by tag, {concurrency} connections"
+            workload = _manifest_load(method, concurrency, plan.load_seconds)
+            rows.append(run_row(name, "req/s", True, registries, plan.load_rounds, workload))
+    return rows
+
+
+def _list_ms(registry: Registry, path: str, key: str, expected: int) -> float:
+    """Fetch every page of a listing on one connection (opened untimed); the milliseconds; at least ``expected``
+    entries or :class:`BenchError`."""
+    conn = http.client.HTTPConnection("127.0.0.1", registry.port, timeout=600)
+    conn.connect()
+    entries = 0
+    try:
+        start = time.perf_counter()
+        next_path: str | None = path
+        while next_path:
+            conn.request("GET", next_path)
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise BenchError(f"{registry.name}: GET {next_path} answered {response.status}")
+            entries += len(json.loads(body)[key] or [])
+            link = response.getheader("Link")
+            next_path = link.split(";")[0].strip(" <>") if link else None
+        elapsed = time.perf_counter() - start
+    finally:
+        conn.close()
+    if entries < expected:
+        raise BenchError(f"{registry.name}: {path} listed {entries} entries, expected {expected}")
+    return elapsed * 1e3
+
+
+def tags_row(registries: Sequence[Registry], plan: Plan) -> Row:
+    """``GET /v2/bench/tags/tags/list`` of a repository with ``plan.tags`` tags."""
+    image = SmallImage.make("tags")
+
+    async def populate(registry: Registry) -> None:
+        async with Api(registry, plan.populate_concurrency) as api:
+            await api.push_image(TAGS_REPO, "t00000", image)
+            await for_each(
+                plan.tags - 1,
+                plan.populate_concurrency,
+                lambda i: api.put_manifest(TAGS_REPO, f"t{i + 1:05d}", image.manifest),
+            )
+
+    for registry in registries:
+        _populate(registry, "tags", plan.tags, populate(registry))
+
+    def workload(registry: Registry, _round: int) -> Measurement:
+        return Measurement(_list_ms(registry, f"/v2/{TAGS_REPO}/tags/list", "tags", plan.tags))
+
+    return run_row(f"tags list, {plan.tags:,} tags", "ms", False, registries, plan.listing_rounds, workload)
+
+
+def catalog_row(registries: Sequence[Registry], plan: Plan) -> Row:
+    """``GET /v2/_catalog?n=1000``, every page, after adding ``plan.repositories`` repositories (Distribution
+    2.8.2 answers 400 to an ``n`` above its ``catalog.maxentries``, 1000 by default)."""
+    image = SmallImage.make("catalog")
+
+    async def populate(registry: Registry) -> None:
+        async with Api(registry, plan.populate_concurrency) as api:
+            await api.push_image(CATALOG_BASE, "latest", image)
+
+            async def one(index: int) -> None:
+                repo = f"catalog/r{index:05d}"
+                for blob in image.blobs:
+                    await api.mount_blob(repo, digest_of(blob), CATALOG_BASE)
+                await api.put_manifest(repo, "latest", image.manifest)
+
+            await for_each(plan.repositories, plan.populate_concurrency, one)
+
+    for registry in registries:
+        _populate(registry, "repositories", plan.repositories, populate(registry))
+
+    def workload(registry: Registry, _round: int) -> Measurement:
+        return Measurement(_list_ms(registry, "/v2/_catalog?n=1000", "repositories", plan.repositories))
+
+    name = f"catalog, {plan.repositories:,}+ repositories"
+    return run_row(name, "ms", False, registries, plan.listing_rounds, workload)
+
+
+def rows(registries: Sequence[Registry], plan: Plan, groups: set[str]) -> list[Row]:
+    """The request rows of ``plan`` whose group (``manifest``, ``tags``, ``catalog``) is selected."""
+    result: list[Row] = []
+    if "manifest" in groups:
+        result.extend(manifest_rows(registries, plan))
+    if "tags" in groups:
+        result.append(tags_row(registries, plan))
+    if "catalog" in groups:
+        result.append(catalog_row(registries, plan))
+    return result
