@@ -11,9 +11,13 @@ The counts live in this process (a later issue shares them between replicas).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 MAX_DELAY = 2.0
 _KEYS_MAX = 100_000
@@ -64,3 +68,29 @@ class LoginLimiter:
     def succeeded(self, account: str) -> None:
         """A correct login clears the account's failures."""
         self._failures.pop(f"account:{account}", None)
+
+
+class TooManyLogins(Exception):
+    """Refused without checking the secret: over the failure limit; ``retry_after`` in whole seconds (≥ 1)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many failed logins; try again later")
+        self.retry_after = max(1, round(retry_after))
+
+
+async def throttled(
+    limiter: LoginLimiter, client: str, name: str, check: Callable[[], Awaitable[T | None]]
+) -> T | None:
+    """Run the credential ``check`` of account ``name`` from ``client`` under the limiter: refused
+    (:class:`TooManyLogins`) over the limit, a failure (None) answered after the growing delay, a success
+    clearing the account's failures. Every way in (``docker login``, the web sign-in, Basic on the catalog API)
+    goes through here, so none is a side door for guessing."""
+    wait = limiter.retry_after(client, name)
+    if wait is not None:
+        raise TooManyLogins(wait)  # the secret is not even checked
+    found = await check()
+    if found is None:
+        await asyncio.sleep(limiter.failed(client, name))
+        return None
+    limiter.succeeded(name)
+    return found

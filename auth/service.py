@@ -18,18 +18,16 @@ Credentials never reach a log line (the access log records the path only).
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
 from aiohttp import web
 
-from auth.accounts import Authenticated
+from auth.basic import MalformedBasic, parse_basic
 from auth.guard import GUARD, Guard
 from auth.policy import ANONYMOUS, Principal
+from auth.ratelimit import TooManyLogins, throttled
 from auth.scopes import ResourceAccess, ScopeError, parse_scopes, scope_string
 from auth.tokens import TokenError
 from registry.errors import ErrorCode, RegistryError
@@ -51,17 +49,12 @@ class Login:
 
 
 def basic_credentials(request: web.Request) -> tuple[str, str] | None:
-    """The (name, secret) of an HTTP Basic ``Authorization`` header, or None when there is none."""
-    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
+    """The (name, secret) of an HTTP Basic ``Authorization`` header, or None when there is none; a malformed one
+    is 401 ``UNAUTHORIZED``."""
     try:
-        name, sep, secret = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        raise RegistryError(ErrorCode.UNAUTHORIZED, "malformed Basic credentials") from None
-    if not sep:
-        raise RegistryError(ErrorCode.UNAUTHORIZED, "malformed Basic credentials")
-    return name, secret
+        return parse_basic(request.headers.get("Authorization", ""))
+    except MalformedBasic as exc:
+        raise RegistryError(ErrorCode.UNAUTHORIZED, str(exc)) from None
 
 
 class TokenService:
@@ -74,24 +67,19 @@ class TokenService:
 
     async def login(self, request: web.Request, name: str, secret: str) -> Login:
         """Check a password or personal access token, with the failed-login limits."""
-        limiter, client = self.guard.limiter, request.remote or "unknown"
-        wait = limiter.retry_after(client, name)
-        if wait is not None:
+        accounts, client = self.guard.accounts, request.remote or "unknown"
+        try:
+            found = await throttled(self.guard.limiter, client, name, lambda: accounts.authenticate(name, secret))
+        except TooManyLogins as exc:
             raise RegistryError(
-                ErrorCode.TOOMANYREQUESTS,
-                "too many failed logins; try again later",
-                headers={"Retry-After": str(max(1, round(wait)))},
-            )
-        found: Authenticated | None = await self.guard.accounts.authenticate(name, secret)
+                ErrorCode.TOOMANYREQUESTS, str(exc), headers={"Retry-After": str(exc.retry_after)}
+            ) from None
         if found is None:
-            delay = limiter.failed(client, name)
-            await asyncio.sleep(delay)
             raise RegistryError(
                 ErrorCode.UNAUTHORIZED,
                 "incorrect username or password",
                 headers={"WWW-Authenticate": 'Basic realm="dockyard"'},
             )
-        limiter.succeeded(name)
         return Login(Principal(found.user, found.read_only), found.token_id)
 
     async def from_refresh(self, token: str) -> Login:

@@ -22,17 +22,14 @@ browser never sends cross-site without a CORS preflight (that this API does not 
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from auth.passwords import parse_token_secret
 from catalog import keys
-from catalog.errors import CatalogError, Forbidden, InvalidInput
+from catalog.errors import CatalogError, InvalidInput
 from catalog.openapi import (
     PAGE,
     PER_PAGE,
@@ -45,6 +42,7 @@ from catalog.openapi import (
     query_parameter,
 )
 from catalog.queries import MAX_PAGE, MAX_PER_PAGE, Catalog
+from catalog.signin import TooManyAttempts
 from catalog.viewer import viewer_of
 from catalog.views import (
     HomeView,
@@ -64,7 +62,14 @@ OPENAPI_PATH = "/api/v1/openapi.json"
 # A name whose path components never start with "-": "/-/" always separates the name from what follows.
 NAME = r"{name:[^/-][^/]*(?:/[^/-][^/]*)*}"
 Handler = Callable[[web.Request, Catalog, Viewer], Awaitable[Any]]
-_CODES = {400: "INVALID_INPUT", 403: "FORBIDDEN", 404: "NOT_FOUND", 409: "CONFLICT"}
+_CODES = {
+    400: "INVALID_INPUT",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    409: "CONFLICT",
+    422: "UNREADABLE_LAYER",
+    429: "TOO_MANY_REQUESTS",
+}
 
 
 class RepositoryUpdate(BaseModel):
@@ -79,7 +84,8 @@ class RepositoryUpdate(BaseModel):
 def error_response(exc: CatalogError) -> web.Response:
     """The JSON error of ``exc``, with its status."""
     code = _CODES.get(exc.status, "INTERNAL_ERROR")
-    return web.json_response({"error": {"code": code, "message": str(exc)}}, status=exc.status)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyAttempts) else None
+    return web.json_response({"error": {"code": code, "message": str(exc)}}, status=exc.status, headers=headers)
 
 
 def endpoint(handler: Handler, status: int = 200) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -136,7 +142,6 @@ async def repository(request: web.Request, catalog: Catalog, viewer: Viewer) -> 
 async def update_repository(request: web.Request, catalog: Catalog, viewer: Viewer) -> RepositoryDetail:
     name = request.match_info["name"]
     await catalog.require_visible(viewer, name)  # 404 before anything else for what the caller can't see
-    await _refuse_read_only_token(request, catalog)
     update = await _update_body(request)
     if update.visibility is not None:
         await catalog.set_visibility(viewer, name, update.visibility)
@@ -155,10 +160,7 @@ async def tag(request: web.Request, catalog: Catalog, viewer: Viewer) -> TagDeta
 
 
 async def delete_tag(request: web.Request, catalog: Catalog, viewer: Viewer) -> None:
-    name = request.match_info["name"]
-    await catalog.require_visible(viewer, name)
-    await _refuse_read_only_token(request, catalog)
-    await catalog.delete_tag(viewer, name, request.match_info["tag"])
+    await catalog.delete_tag(viewer, request.match_info["name"], request.match_info["tag"])
 
 
 async def openapi(_request: web.Request) -> web.Response:
@@ -176,27 +178,6 @@ async def _update_body(request: web.Request) -> RepositoryUpdate:
     if update.description is None and update.visibility is None:
         raise InvalidInput("nothing to change: send description and/or visibility")
     return update
-
-
-async def _refuse_read_only_token(request: web.Request, catalog: Catalog) -> None:
-    """``Forbidden`` when the request signs in with HTTP Basic and a read-only personal access token."""
-    credentials = _basic(request)
-    if credentials is None or catalog.accounts is None or parse_token_secret(credentials[1]) is None:
-        return
-    found = await catalog.accounts.authenticate(*credentials)
-    if found is not None and found.read_only:
-        raise Forbidden("a read-only access token cannot change anything")
-
-
-def _basic(request: web.Request) -> tuple[str, str] | None:
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        name, _, secret = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return name, secret
 
 
 # -- the route table ----------------------------------------------------------------------------------------

@@ -30,12 +30,14 @@ from sqlalchemy.orm import aliased
 from auth import accounts as acc
 from auth.database import WRITE
 from auth.models import MembershipRow, NamespaceRow, RepositoryRow, UserRow
+from auth.ratelimit import LoginLimiter, throttled
 from catalog import imagedetail
 from catalog.errors import Forbidden, InvalidInput, NotFound
 from catalog.markdown import render
 from catalog.models import IndexedBlobRow, IndexedManifestRow, IndexedRepositoryRow, IndexedTagRow
 from catalog.views import (
     ANONYMOUS,
+    READ_ONLY,
     HomeView,
     NamespaceView,
     Page,
@@ -47,6 +49,7 @@ from catalog.views import (
     Viewer,
     Visibility,
 )
+from registry.config import AuthSettings
 from registry.errors import RegistryError
 from registry.store import Store
 
@@ -70,11 +73,18 @@ class TagListener(Protocol):
     async def tag_deleted(self, name: str, tag: str) -> None: ...
 
 
+def _default_limiter() -> LoginLimiter:
+    """A limiter with the ``auth.login_failures``/``auth.login_window`` defaults (for a catalog without a guard)."""
+    defaults = AuthSettings()
+    return LoginLimiter(defaults.login_failures, defaults.login_window)
+
+
 class Catalog:
     """The catalog over one account database (``engine``, holding the index tables too) and one OCI store.
 
     ``index``: told of tag deletions (else the catalog removes the tag's row itself); ``deletes_enabled``: the
-    registry's ``delete_enabled`` setting (a tag can't be deleted from the catalog when the API can't either).
+    registry's ``delete_enabled`` setting (a tag can't be deleted from the catalog when the API can't either);
+    ``limiter``: the failed-login limits (the app passes the guard's, shared with ``docker login``).
     """
 
     def __init__(
@@ -85,17 +95,20 @@ class Catalog:
         *,
         index: TagListener | None = None,
         deletes_enabled: bool = True,
+        limiter: LoginLimiter | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
         self.accounts = accounts
         self.index = index
         self.deletes_enabled = deletes_enabled
+        self.limiter = limiter or _default_limiter()
 
     # -- who asks -------------------------------------------------------------------------------------------
 
-    async def viewer(self, user: str) -> Viewer:
-        """The viewer for a signed-in ``user``: anonymous without accounts or when the user no longer exists."""
+    async def viewer(self, user: str, *, read_only: bool = False) -> Viewer:
+        """The viewer for a signed-in ``user`` (``read_only``: by a read-only access token): anonymous without
+        accounts or when the user no longer exists."""
         if self.accounts is None:
             return ANONYMOUS
         async with self.engine.connect() as connection:
@@ -106,14 +119,21 @@ class Catalog:
             roles = (await connection.execute(query)).all()
         namespaces = frozenset({user, *(org for org, _ in roles)})
         admins = frozenset({user, *(org for org, role in roles if role == "admin")})
-        return Viewer(name=user, is_admin=bool(account.is_admin), namespaces=namespaces, admins=admins)
+        return Viewer(
+            name=user, is_admin=bool(account.is_admin), namespaces=namespaces, admins=admins, read_only=read_only
+        )
 
-    async def authenticate(self, name: str, secret: str) -> str | None:
-        """The user whose password or personal access token ``secret`` is, or None (always None without accounts)."""
+    async def authenticate(self, name: str, secret: str) -> acc.Authenticated | None:
+        """Who ``secret`` (a password or personal access token of ``name``) signs in, or None (always None without
+        accounts). Unthrottled: sign-ins go through :meth:`sign_in`."""
         if self.accounts is None:
             return None
-        found = await self.accounts.authenticate(name, secret)
-        return found.user.name if found else None
+        return await self.accounts.authenticate(name, secret)
+
+    async def sign_in(self, client: str, name: str, secret: str) -> acc.Authenticated | None:
+        """:meth:`authenticate` under the failed-login limits (``auth.ratelimit.throttled``; raises
+        ``TooManyLogins``): the web sign-in form and HTTP Basic on the API come through here."""
+        return await throttled(self.limiter, client, name, lambda: self.authenticate(name, secret))
 
     # -- lists ----------------------------------------------------------------------------------------------
 
@@ -251,8 +271,7 @@ class Catalog:
         manifest stays (reachable by digest) until garbage collection. ``NotFound`` for an unknown tag,
         ``Forbidden`` for non-admins or when the registry has deletes disabled."""
         summary = await self.require_visible(viewer, name)
-        if not self._can_admin(viewer, summary.namespace):
-            raise Forbidden(self._not_admin_message(viewer, name))
+        self._check_may_change(viewer, summary.namespace, name)
         if not self.deletes_enabled:
             raise Forbidden("deletes are disabled on this registry")
         try:
@@ -274,10 +293,16 @@ class Catalog:
         summary = await self.require_visible(viewer, name)
         if self.accounts is None:
             raise Forbidden(NO_ACCOUNTS)
-        if not self._can_admin(viewer, summary.namespace):
-            raise Forbidden(self._not_admin_message(viewer, name))
+        self._check_may_change(viewer, summary.namespace, name)
         await _account_call(self.accounts.ensure_repository(name, summary.visibility, actor=_actor(viewer)))
         return self.accounts
+
+    def _check_may_change(self, viewer: Viewer, namespace: str, name: str) -> None:
+        """``Forbidden`` unless ``viewer`` administers ``namespace`` and signed in with more than a read-only token."""
+        if not self._can_admin(viewer, namespace):
+            raise Forbidden(self._not_admin_message(viewer, name))
+        if viewer.read_only:
+            raise Forbidden(READ_ONLY)
 
     def _can_admin(self, viewer: Viewer, namespace: str) -> bool:
         return self.accounts is not None and viewer.can_admin(namespace)

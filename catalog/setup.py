@@ -18,18 +18,19 @@ from registry import keys as registry_keys
 from registry.config import Settings
 
 if TYPE_CHECKING:
-    from auth.accounts import AccountStore
+    from auth.guard import Guard
 
 __all__ = ["add_catalog"]
 
 
-def _accounts(app: web.Application, settings: Settings) -> AccountStore | None:
-    """The account store of token mode (the guard's), else None: an open registry has no accounts."""
+def _guard(app: web.Application, settings: Settings) -> Guard | None:
+    """The guard of token mode (its accounts and failed-login limiter), else None: an open registry has no
+    accounts."""
     if settings.auth.mode != "token":
         return None
     from auth.guard import GUARD
 
-    return app[GUARD].accounts
+    return app[GUARD]
 
 
 def add_catalog(app: web.Application, settings: Settings) -> None:
@@ -37,10 +38,12 @@ def add_catalog(app: web.Application, settings: Settings) -> None:
     the index are open) put the :class:`Catalog` at ``keys.CATALOG``."""
 
     async def catalog_ctx(app: web.Application) -> AsyncIterator[None]:
+        guard = _guard(app, settings)
         app[keys.CATALOG] = Catalog(
             app[keys.ENGINE],
             app[registry_keys.STORE],
-            _accounts(app, settings),
+            guard.accounts if guard else None,
+            limiter=guard.limiter if guard else None,
             index=app[keys.INDEX],
             deletes_enabled=settings.delete_enabled,
         )

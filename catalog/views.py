@@ -21,14 +21,20 @@ class View(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+READ_ONLY = "a read-only access token cannot change anything: sign in with your password or a token that can write"
+
+
 class Viewer(View):
     """Who asks. ``name`` None: anonymous. ``namespaces``: the user's own name and the organizations it belongs to
-    (any role). ``admins``: namespaces where the user may edit repositories (own name, org role ``admin``)."""
+    (any role). ``admins``: namespaces where the user may edit repositories (own name, org role ``admin``).
+    ``read_only``: signed in with a read-only personal access token (by session or HTTP Basic): sees what the user
+    sees, changes nothing."""
 
     name: str | None = None
     is_admin: bool = False
     namespaces: frozenset[str] = frozenset()
     admins: frozenset[str] = frozenset()
+    read_only: bool = False
 
     def can_see(self, namespace: str, visibility: Visibility) -> bool:
         return visibility == "public" or self.is_admin or namespace in self.namespaces

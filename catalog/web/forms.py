@@ -14,12 +14,12 @@ from yarl import URL
 
 from catalog import keys
 from catalog.errors import Forbidden, InvalidInput
+from catalog.signin import TooManyAttempts, check_credentials
 from catalog.viewer import viewer_of
-from catalog.views import Viewer, Visibility
+from catalog.views import READ_ONLY, Viewer, Visibility
 from catalog.web import csrf
 from catalog.web.render import STORE, render, sign_in_enabled
 from catalog.web.sessions import Session
-from catalog.web.signin import TooManyAttempts, check_credentials
 
 __all__ = [
     "confirm_delete_page",
@@ -33,7 +33,6 @@ __all__ = [
 ]
 
 FAILED = "Incorrect username or password."  # the same for unknown users: no account enumeration
-READ_ONLY = "You signed in with a read-only access token. Sign in with your password to change repositories."
 FIELD_MAX = 256
 NEXT_MAX = 2048
 
@@ -80,7 +79,7 @@ async def login_submit(request: web.Request) -> web.Response:
     if signed is None:
         return await _login_page(request, {**again, "error": FAILED}, 401)
     store = request.app[STORE]
-    value, _ = store.issue(signed.user, signed.read_only)
+    value, _ = store.issue(signed.user.name, signed.read_only)
     response = see_other(target)
     store.set_cookie(response, request, value)
     return response
@@ -105,9 +104,9 @@ async def _admin(request: web.Request) -> tuple[Viewer, str, MultiDictProxy[Any]
     session: Session | None = store.read(request)
     csrf.check_session(store, session, _field(form, csrf.FIELD))
     assert session is not None  # check_session refused the request otherwise
-    if session.read_only:
+    viewer = await request.app[keys.CATALOG].viewer(session.user, read_only=session.read_only)
+    if viewer.read_only:  # refused before the fields are read (the catalog refuses the change itself too)
         raise Forbidden(READ_ONLY)
-    viewer = await request.app[keys.CATALOG].viewer(session.user)
     return viewer, request.match_info["name"], form
 
 
@@ -144,9 +143,10 @@ async def confirm_delete_page(request: web.Request) -> web.Response:
     name, tag = request.match_info["name"], request.match_info["tag"]
     if not (await catalog.repository(viewer, name)).can_admin:
         raise Forbidden("Only the repository's admins can delete its tags.")
-    session = request.app[STORE].read(request)
-    if session is None or session.read_only:
-        raise Forbidden(READ_ONLY if session else "Sign in to delete tags.")
+    if request.app[STORE].read(request) is None:  # the form acts as the session's user only, never Basic's
+        raise Forbidden("Sign in to delete tags.")
+    if viewer.read_only:
+        raise Forbidden(READ_ONLY)
     detail = await catalog.tag(viewer, name, tag)
     return await render(request, "confirm_delete.html", {"name": name, "tag": detail.tag})
 

@@ -135,11 +135,6 @@ class SessionStore:
         value = request.cookies.get(COOKIE)
         return self.decode(value) if value else None
 
-    async def user(self, request: web.Request) -> str | None:
-        """The signed-in user of the request (``SessionLookup``)."""
-        session = self.read(request)
-        return session.user if session else None
-
     def revoke(self, session: Session) -> None:
         """Refuse ``session`` from now on in this process (sign-out); forgets revocations that have expired."""
         now = self.clock()

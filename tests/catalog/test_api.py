@@ -13,6 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 
+import catalog.api_files  # noqa: F401  (importing it registers the file browser's operations, as the app does)
+from auth.ratelimit import LoginLimiter
 from catalog import keys
 from catalog.api import BASE, add_catalog_api
 from catalog.openapi import REPOSITORY, TAG, Operation, add_operation, operations
@@ -152,6 +154,15 @@ async def test_read_only_token_cannot_change_anything(client: Client, world: Cat
     assert resp.status == 200
 
 
+async def test_basic_credentials_are_throttled_like_docker_login(client: Client, world: CatalogWorld) -> None:
+    world.catalog.limiter = LoginLimiter(2, 60)
+    for _ in range(2):  # wrong passwords are anonymous: public content, no error
+        assert (await client.get(f"{BASE}/search", headers=basic("alice", "wrong-password"))).status == 200
+    resp = await client.get(f"{REPOS}/acme/secret", headers=basic("alice"))  # even the right one, for now
+    await error_of(resp, 429, "TOO_MANY_REQUESTS")
+    assert int(resp.headers["Retry-After"]) >= 1
+
+
 async def test_delete_tag(client: Client, world: CatalogWorld) -> None:
     await _push_image(world, "acme/app", "v1")
     await error_of(await client.delete(f"{REPOS}/acme/app/-/tags/v1"), 403, "FORBIDDEN")
@@ -191,7 +202,7 @@ async def test_openapi_document_is_valid_and_extensible(client: Client) -> None:
         "$ref": "#/components/schemas/ErrorBody"
     }
     assert "RepositoryUpdate" in document["components"]["schemas"]
-    for browser in ("files", "file"):  # the file browser's module registers its own operations
+    for browser in ("files", "file"):
         assert "get" in paths[f"{REPOS}/{{name}}/-/tags/{{tag}}/{browser}"]
     assert "get" in paths[f"{REPOS}/{{name}}/-/diff"]
     files = Operation(

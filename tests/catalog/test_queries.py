@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from auth.accounts import AccountStore
 from auth.database import open_database
 from auth.models import Base, RepositoryRow
+from auth.ratelimit import LoginLimiter
 from catalog.errors import Forbidden, InvalidInput, NotFound
 from catalog.models import IndexedBlobRow, IndexedManifestRow, IndexedRepositoryRow, IndexedTagRow
 from catalog.queries import Catalog
@@ -131,7 +132,8 @@ async def open_world(url: str, *, with_accounts: bool = True) -> CatalogWorld:
         await _add_people(accounts)
     store = Store.build(MemoryDriver())
     world = CatalogWorld(engine, accounts if with_accounts else None, store, None)  # type: ignore[arg-type]
-    world.catalog = Catalog(engine, store, world.accounts, index=world)
+    # Generous failed-login limits, as the live-server tests' TOKEN_ENV: tests try wrong passwords on purpose.
+    world.catalog = Catalog(engine, store, world.accounts, index=world, limiter=LoginLimiter(100, 300))
     if not with_accounts:
         await accounts.close()
     return world
@@ -175,7 +177,9 @@ async def test_viewer_lists_namespaces_and_admin_rights(world: CatalogWorld) -> 
 
 
 async def test_authenticate(world: CatalogWorld) -> None:
-    assert await world.catalog.authenticate("bob", PASSWORD) == "bob"
+    found = await world.catalog.authenticate("bob", PASSWORD)
+    assert found is not None
+    assert (found.user.name, found.read_only) == ("bob", False)
     assert await world.catalog.authenticate("bob", "wrong-password") is None
     assert await world.catalog.authenticate("nobody", PASSWORD) is None
 

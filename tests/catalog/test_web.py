@@ -100,8 +100,10 @@ def test_revoked_session_is_refused_and_revocations_are_pruned() -> None:
 async def test_session_user_reads_the_request_cookie() -> None:
     store = SessionStore(SECRET)
     value, _ = store.issue("alice")
-    assert await store.user(request_with_cookies({COOKIE: value})) == "alice"
-    assert await store.user(request_with_cookies({})) is None
+    session = store.read(request_with_cookies({COOKIE: value}))
+    assert session is not None
+    assert session.user == "alice"
+    assert store.read(request_with_cookies({})) is None
 
 
 def test_secret_file_is_created_0600_and_reused(tmp_path: Path) -> None:
@@ -530,6 +532,11 @@ async def test_read_only_token_signs_in_but_changes_nothing(token_catalog_client
     assert resp.status == 403
     assert "read-only access token" in await resp.text()
     await html(c, "/r/alice/app/-/tags/v1/delete", 403)
+    # The session cookie is also the JSON API's viewer: read-only there too.
+    api = "/api/v1/catalog/repositories/alice/app"
+    assert (await c.patch(api, json={"description": "x"})).status == 403
+    assert (await c.delete(f"{api}/-/tags/v1")).status == 403
+    assert (await c.get(f"{api}/-/tags/v1")).status == 200
 
 
 async def test_failed_sign_ins_are_throttled_like_docker_login(token_catalog_client: Client) -> None:
