@@ -257,11 +257,9 @@ def create_buckets(endpoint: str, names: list[str]) -> None:
         raise BenchError(f"cannot create bucket on {endpoint}: {exc}") from None
 
 
-def start_dockyard(stack: ExitStack, workdir: Path, endpoint: str, bucket: str) -> Server:
-    """``dockyard serve`` on S3 (the environment keeps AWS_CA_BUNDLE: dockyard must cope with it)."""
-    port = free_port()
-    env = {
-        **os.environ,
+def dockyard_s3_env(endpoint: str, bucket: str) -> dict[str, str]:
+    """The ``DOCKYARD_STORAGE__*`` variables that put dockyard on ``bucket`` of the moto server at ``endpoint``."""
+    return {
         "DOCKYARD_STORAGE__TYPE": "s3",
         "DOCKYARD_STORAGE__BUCKET": bucket,
         "DOCKYARD_STORAGE__ENDPOINT_URL": endpoint,
@@ -270,6 +268,17 @@ def start_dockyard(stack: ExitStack, workdir: Path, endpoint: str, bucket: str) 
         "DOCKYARD_STORAGE__REGION": REGION,
         "DOCKYARD_STORAGE__MULTIPART_CHUNK_SIZE": str(PART_SIZE),
     }
+
+
+def distribution_env() -> dict[str, str]:
+    """This environment without AWS_CA_BUNDLE (Distribution's AWS SDK panics with it set)."""
+    return {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+
+
+def start_dockyard(stack: ExitStack, workdir: Path, endpoint: str, bucket: str) -> Server:
+    """``dockyard serve`` on S3 (the environment keeps AWS_CA_BUNDLE: dockyard must cope with it)."""
+    port = free_port()
+    env = {**os.environ, **dockyard_s3_env(endpoint, bucket)}
     cmd = [str(venv_tool("dockyard")), "serve", "--listen", f"127.0.0.1:{port}"]
     server = start_server(stack, "dockyard", cmd, port, workdir, env)
     wait_ready(server, "/healthz")  # 200 only once the bucket answers
@@ -316,7 +325,7 @@ def start_distribution(stack: ExitStack, workdir: Path, endpoint: str, bucket: s
     port = free_port()
     config = workdir / "distribution.yml"
     config.write_text(distribution_config(port, endpoint, bucket))
-    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    env = distribution_env()
     cmd = [str(DISTRIBUTION_BIN), "serve", str(config)]
     server = start_server(stack, "distribution", cmd, port, workdir, env)
     wait_ready(server, "/v2/")

@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.s3_push_pull import (
-    CREDENTIAL,
     DISTRIBUTION_BIN,
-    PART_SIZE,
-    REGION,
     BenchError,
     Server,
     create_buckets,
     distribution_config,
+    distribution_env,
+    dockyard_s3_env,
     start_moto,
     start_server,
     venv_tool,
@@ -90,18 +89,6 @@ storage:
 """
 
 
-def _s3_env(endpoint: str, bucket: str) -> dict[str, str]:
-    return {
-        "DOCKYARD_STORAGE__TYPE": "s3",
-        "DOCKYARD_STORAGE__BUCKET": bucket,
-        "DOCKYARD_STORAGE__ENDPOINT_URL": endpoint,
-        "DOCKYARD_STORAGE__ACCESS_KEY_ID": CREDENTIAL,
-        "DOCKYARD_STORAGE__SECRET_ACCESS_KEY": CREDENTIAL,
-        "DOCKYARD_STORAGE__REGION": REGION,
-        "DOCKYARD_STORAGE__MULTIPART_CHUNK_SIZE": str(PART_SIZE),
-    }
-
-
 def start_dockyard(
     stack: ExitStack, workdir: Path, extra_args: Sequence[str], s3: tuple[str, str] | None = None
 ) -> Registry:
@@ -110,7 +97,7 @@ def start_dockyard(
     port = free_port()
     root = workdir / "dockyard-data"
     storage = ["--data", str(root)] if s3 is None else []
-    env = {**os.environ, **QUIET_DOCKYARD, **(_s3_env(*s3) if s3 else {})}
+    env = {**os.environ, **QUIET_DOCKYARD, **(dockyard_s3_env(*s3) if s3 else {})}
     cmd = [str(venv_tool("dockyard")), "serve", "--listen", f"127.0.0.1:{port}", *storage, *extra_args]
     server = start_server(stack, "dockyard", cmd, port, workdir, env)
     wait_ready(server, "/healthz")
@@ -126,7 +113,7 @@ def start_distribution(stack: ExitStack, workdir: Path, s3: tuple[str, str] | No
     root = workdir / "distribution-data"
     config = workdir / "distribution.yml"
     config.write_text(_distribution_fs_config(port, root) if s3 is None else distribution_config(port, *s3))
-    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"} | QUIET_DISTRIBUTION
+    env = distribution_env() | QUIET_DISTRIBUTION
     server = start_server(stack, "distribution", [str(DISTRIBUTION_BIN), "serve", str(config)], port, workdir, env)
     wait_ready(server, "/v2/")
     return Registry("distribution", server, root if s3 is None else None)
