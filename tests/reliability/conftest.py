@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ from registry import keys
 from registry.app import create_app
 from registry.config import MemoryStorage, Settings
 from storage.memory import MemoryDriver
+from tests.reliability.tally import Tally
 from tests.support.oci import OCI_INDEX, OCI_MANIFEST, descriptor, image_manifest, push_image
 
 Client = TestClient[Any, Any]
@@ -78,3 +79,20 @@ async def seeded(aiohttp_client: ClientFactory) -> SeededRegistry:
     registry = SeededRegistry(client, driver, digest, manifest)
     await registry.reseed()
     return registry
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Any:
+    """Keep each phase's report on the item, so the ``tally`` fixture knows whether its test passed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def tally(request: pytest.FixtureRequest) -> Iterator[Tally]:
+    """Rows for REPORT.md (see ``tests/reliability/tally.py``), written with the test's result when it ends."""
+    rows = Tally(request.node.nodeid)
+    yield rows
+    call = getattr(request.node, "report_call", None)
+    rows.write("passed" if call is not None and call.passed else "failed")
