@@ -107,7 +107,8 @@ def local_image(store: ContainerStore, text: str) -> ImageRecord:
 
     from rich.console import Console
 
-    from runtime.distribution import RegistryClient, RichProgress
+    from runtime.distribution import RegistryClient
+    from runtime.progress import RichProgress
 
     async def pull() -> ImageRecord:
         async with RegistryClient() as client:

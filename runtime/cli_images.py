@@ -124,7 +124,7 @@ def image_store(ctx: click.Context) -> ImageStore:
 def progress_display(show: bool) -> contextlib.AbstractContextManager[Progress]:
     """Rich bars per blob and a total when ``show`` (and stdout is a terminal); otherwise nothing."""
     if show and sys.stdout.isatty():
-        from runtime.distribution import RichProgress
+        from runtime.progress import RichProgress
 
         return RichProgress()
     return contextlib.nullcontext(NullProgress())

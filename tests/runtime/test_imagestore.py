@@ -20,7 +20,7 @@ import pytest
 from rich.console import Console
 
 from runtime.credentials import CredentialStore
-from runtime.distribution import RegistryClient, RichProgress
+from runtime.distribution import RegistryClient
 from runtime.imagestore import (
     OCI_LAYER,
     OCI_LAYER_GZIP,
@@ -32,6 +32,7 @@ from runtime.imagestore import (
     ImageStoreError,
 )
 from runtime.manifests import AuthenticationError, BlobVerificationError, NullProgress, Platform
+from runtime.progress import RichProgress
 from runtime.references import parse
 from tests.runtime.test_distribution import Recorder
 from tests.support.clients import Docker, Podman, Skopeo, ToolHome
