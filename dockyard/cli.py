@@ -122,12 +122,17 @@ data_option = click.option(
 @cli.command()
 @config_option
 @click.option("--listen", help="HOST:PORT to listen on (default 127.0.0.1:5000).")
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 256),
+    help="Worker processes sharing the port (default: the `workers` setting, 0 = one per CPU core).",
+)
 @data_option
-def serve(config_file: Path | None, listen: str | None, data_dir: Path | None) -> None:
+def serve(config_file: Path | None, listen: str | None, workers: int | None, data_dir: Path | None) -> None:
     """Run the registry (open by default; `auth.mode: token` for accounts and docker login)."""
     from registry.serve import serve as run
 
-    settings = settings_from_flags(config_file, data_dir, listen=listen)
+    settings = settings_from_flags(config_file, data_dir, listen=listen, workers=workers)
     try:
         run(settings)
     except OSError as exc:

@@ -17,6 +17,7 @@ from registry.accesslog import stamp_response
 from registry.config import FilesystemStorage, MemoryStorage, S3Storage, Settings
 from registry.errors import error_middleware
 from registry.index import forget_collected
+from registry.limits import handler_args, limits_middleware
 from registry.routes import add_routes
 from registry.store import Store
 from registry.store.gc import GcOptions, collect
@@ -145,8 +146,13 @@ def _add_index(app: web.Application, settings: Settings) -> None:
 def create_app(settings: Settings, driver: StorageDriver | None = None) -> web.Application:
     """The registry app. ``driver`` overrides the configured storage (tests share one between apps)."""
     token_mode = settings.auth.mode == "token"
-    middlewares = [*_proxy_middlewares(settings), error_middleware, *_auth_middlewares(token_mode)]
-    app = web.Application(middlewares=middlewares, handler_args={"max_field_size": 16384})
+    middlewares = [
+        *_proxy_middlewares(settings),
+        limits_middleware(settings.limits),
+        error_middleware,
+        *_auth_middlewares(token_mode),
+    ]
+    app = web.Application(middlewares=middlewares, handler_args=handler_args(settings.limits))
     app[keys.SETTINGS] = settings
     if token_mode:
         _add_token_mode(app, settings)

@@ -113,6 +113,36 @@ class AuthSettings(BaseModel):
         return value.rstrip("/") if value else value
 
 
+class LimitsSettings(BaseModel):
+    """Protection against slow and abusive clients (``registry/limits.py``). A limit of 0 is off.
+
+    Counters are kept per client address (the peer, or ``X-Forwarded-For`` from a trusted proxy) in this
+    process; they expire, so their memory stays bounded."""
+
+    model_config = ConfigDict(extra="forbid")
+    header_timeout: Duration = Field(
+        75.0,
+        gt=0,
+        description="a connection must send a complete request head this soon after it opens or "
+        "after its previous response, else it is closed (also the keep-alive idle timeout)",
+    )
+    body_timeout: Duration = Field(
+        60.0,
+        ge=0,
+        description="a request body that stalls this long (no bytes while the server waits) is "
+        "ended with 408; its upload session stays resumable; 0 = never",
+    )
+    max_header_size: int = Field(16384, ge=1024, description="bytes of the request line or of one header field")
+    upload_sessions_per_client: int = Field(
+        1000, ge=0, description="open upload sessions per client address; over it POST answers 429"
+    )
+    upload_session_idle: Duration = Field(
+        900.0, gt=0, description="an unfinished session no request touched this long stops counting"
+    )
+    requests_per_second: float = Field(0.0, ge=0, description="sustained requests per client address; 0 = no limit")
+    burst: int = Field(200, gt=0, description="requests a client may make at once above requests_per_second")
+
+
 class TlsSettings(BaseModel):
     """HTTPS served by dockyard itself (``dockyard certs selfsigned`` makes a pair for a quick start)."""
 
@@ -127,6 +157,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DOCKYARD_", env_nested_delimiter="__", extra="forbid")
 
     listen: str = "127.0.0.1:5000"
+    workers: int = Field(0, ge=0, le=256, description="worker processes sharing the port; 0 = one per CPU core")
     storage: StorageConfig = FilesystemStorage()
     max_manifest_size: int = Field(4 * MiB, gt=0)
     delete_enabled: bool = True
@@ -137,6 +168,7 @@ class Settings(BaseSettings):
     gc: GcSettings = GcSettings()
     auth: AuthSettings = AuthSettings()
     tls: TlsSettings | None = None
+    limits: LimitsSettings = LimitsSettings()
     trusted_proxies: list[IPvAnyNetwork] = Field(
         default_factory=list,
         description="proxies (addresses or CIDR networks) whose X-Forwarded-Proto/Host/For headers are believed",

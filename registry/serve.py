@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import ssl
@@ -10,8 +11,10 @@ import sys
 from aiohttp import web
 
 from registry.accesslog import JsonAccessLogger, access_logger
-from registry.app import create_app
-from registry.config import Settings, TlsSettings
+from registry.app import create_app, open_driver
+from registry.config import MemoryStorage, Settings, TlsSettings
+from registry.store import Store
+from registry.workers import Supervisor, check_port_free, resolve_count
 
 log = logging.getLogger("dockyard")
 
@@ -28,6 +31,8 @@ def is_loopback(host: str) -> bool:
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
+    if level != "debug":  # the database migrations' step-by-step lines
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def tls_context(tls: TlsSettings) -> ssl.SSLContext:
@@ -46,7 +51,8 @@ def tls_context(tls: TlsSettings) -> ssl.SSLContext:
 
 
 def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM. A database that can't be opened (accounts, metadata index) exits with one line."""
+    """Run until SIGINT/SIGTERM, in ``settings.workers`` processes (see :mod:`registry.workers`). A database that
+    can't be opened (accounts, metadata index) exits with one line; a port in use raises ``OSError``."""
     configure_logging(settings.log_level)
     if settings.auth.mode == "none" and not is_loopback(settings.host):
         log.warning(
@@ -58,20 +64,62 @@ def serve(settings: Settings) -> None:
     where = f"{storage.type}:{getattr(storage, 'root', '')}"
     context = tls_context(settings.tls) if settings.tls else None
     scheme = "https" if context else "http"
-    log.info("dockyard registry listening on %s://%s (storage %s)", scheme, settings.listen, where)
+    count = worker_count(settings)
+    log.info("dockyard registry listening on %s://%s (storage %s, %d workers)", scheme, settings.listen, where, count)
     from auth.accounts import AccountError
     from auth.database import DatabaseError
 
     try:
-        web.run_app(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            ssl_context=context,
-            access_log=access_logger() if settings.access_log else None,
-            access_log_class=JsonAccessLogger,
-            print=None,
-            handle_signals=True,
-        )
+        if count == 1:
+            _serve_one(settings, context, reuse_port=False)
+            return
+        check_port_free(settings.host, settings.port)
+        asyncio.run(prepare(settings))
+        status = Supervisor(count, lambda: _serve_one(settings, context, reuse_port=True)).run()
     except (DatabaseError, AccountError) as exc:  # the database named by the config can't be opened
         raise SystemExit(f"dockyard: {exc}") from None
+    if status:
+        raise SystemExit(status)
+
+
+def worker_count(settings: Settings) -> int:
+    """The processes to serve with: ``workers`` (0 = one per CPU core); always one on memory storage, which
+    would otherwise be a different registry in every process."""
+    if isinstance(settings.storage, MemoryStorage):
+        if settings.workers != 1:
+            log.info("dockyard: memory storage lives in one process: serving with 1 worker")
+        return 1
+    return resolve_count(settings.workers)
+
+
+async def prepare(settings: Settings) -> None:
+    """What must happen once before several workers start: database migrations, the signing key (token mode)
+    and the rebuild of an empty metadata index. Each worker repeats the checks and finds nothing to do."""
+    from catalog.startup import opened_index, rebuild_if_needed
+
+    driver = open_driver(settings.storage)
+    try:
+        async with opened_index(settings, Store.build(driver)) as index:
+            await rebuild_if_needed(index, settings)
+        if settings.auth.mode == "token":
+            from auth.guard import Guard
+
+            guard = await Guard.open(settings)
+            await guard.close()
+    finally:
+        await driver.close()
+
+
+def _serve_one(settings: Settings, context: ssl.SSLContext | None, *, reuse_port: bool) -> None:
+    """One process serving the app until SIGINT/SIGTERM."""
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ssl_context=context,
+        access_log=access_logger() if settings.access_log else None,
+        access_log_class=JsonAccessLogger,
+        print=None,
+        handle_signals=True,
+        reuse_port=reuse_port,
+    )

@@ -18,6 +18,7 @@ from typing import BinaryIO, TypeVar, cast
 
 from storage.driver import FileInfo, Writer
 from storage.errors import InvalidOffset, PathNotFound, StorageError, StorageFull, StorageUnavailable
+from storage.smallfiles import SmallFiles, read_with_stat
 
 T = TypeVar("T")
 READ_CHUNK = 1 << 20
@@ -175,12 +176,22 @@ class FilesystemDriver:
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._fsync_puts = fsync_puts
+        self._small = SmallFiles()
 
     def _full(self, path: str) -> Path:
         return self.root / path.lstrip("/") if path != "/" else self.root
 
     async def get_content(self, path: str) -> bytes:
-        return await _run(path, self._full(path).read_bytes)
+        """The file's bytes; small files come from :class:`~storage.smallfiles.SmallFiles` while unchanged
+        (one ``stat`` on the event loop's thread, see that module), anything else is read in a worker thread."""
+        full = self._full(path)
+        with os_errors(path):
+            cached = self._small.get(full)
+        if cached is not None:
+            return cached
+        data, st = await _run(path, read_with_stat, full)
+        self._small.put(full, data, st)
+        return data
 
     async def put_content(self, path: str, data: bytes) -> None:
         await _run(path, _write_atomic, self._full(path), data, self._fsync_puts)

@@ -23,8 +23,9 @@ def registry_process(tmp_path: Path) -> Iterator[LiveRegistry]:
 
 @pytest.fixture(scope="session")
 def shared_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveRegistry]:
-    """One live registry for the whole session (per xdist worker), for read-mostly interop tests."""
-    with live_registry(tmp_path_factory.mktemp("shared-registry")) as reg:
+    """One live registry for the whole session (per xdist worker), for read-mostly interop tests; served by two
+    worker processes, as ``dockyard serve`` does by default on a 2-core machine."""
+    with live_registry(tmp_path_factory.mktemp("shared-registry"), "--workers", "2") as reg:
         yield reg
 
 

@@ -51,13 +51,19 @@ def body(request: web.Request) -> AsyncIterator[bytes]:
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
-    """The whole body, refused with 413 when larger than ``limit`` bytes."""
+    """The whole body, however many reads it arrives in; refused with 413 when larger than ``limit`` bytes: on a
+    declared ``Content-Length`` before any byte is read, on a chunked body as soon as it passes the limit."""
+    too_large = RegistryError(ErrorCode.PAYLOAD_TOO_LARGE, f"body larger than {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
-        raise RegistryError(ErrorCode.PAYLOAD_TOO_LARGE, f"body larger than {limit} bytes")
-    data = await request.content.read(limit + 1)
-    if len(data) > limit:
-        raise RegistryError(ErrorCode.PAYLOAD_TOO_LARGE, f"body larger than {limit} bytes")
-    return data
+        raise too_large
+    pieces: list[bytes] = []
+    received = 0
+    async for piece in request.content.iter_any():  # one read() returns only what has arrived so far
+        received += len(piece)
+        if received > limit:
+            raise too_large
+        pieces.append(piece)
+    return b"".join(pieces)
 
 
 def page(request: web.Request, items: list[str]) -> tuple[list[str], str | None]:

@@ -65,22 +65,39 @@ def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] 
     raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
-@contextmanager
-def live_registry(workdir: Path, *extra_args: str, env: dict[str, str] | None = None) -> Iterator[LiveRegistry]:
-    """Start ``dockyard serve`` with its data under ``workdir`` (or the storage ``env`` configures, when it sets
-    ``DOCKYARD_STORAGE__TYPE``); stop it (by pid) on exit."""
-    port = free_port()
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a test's ``dockyard serve``: one worker process unless the test asks for more (with
+    ``--workers`` or ``DOCKYARD_WORKERS`` in ``extra``): a test server is small, and the session-wide
+    ``shared_registry`` and ``tests/registry/test_workers.py`` cover several workers."""
+    return {"DOCKYARD_WORKERS": "1", **os.environ, **(extra or {})}
+
+
+def start_registry(workdir: Path, port: int, *extra_args: str, env: dict[str, str] | None = None) -> LiveRegistry:
+    """Start ``dockyard serve`` on ``port`` with its data under ``workdir`` (or the storage ``env`` configures, when
+    it sets ``DOCKYARD_STORAGE__TYPE``) and wait until it answers. The caller stops it (``stop_process``); starting
+    again with the same ``workdir`` and ``port`` restarts the same registry (crash tests)."""
     data = workdir / "registry-data"
     log = workdir / "registry.log"
     storage = [] if env and "DOCKYARD_STORAGE__TYPE" in env else ["--data", str(data)]
     cmd = [sys.executable, "-m", "dockyard", "serve", "--listen", f"127.0.0.1:{port}", *storage, *extra_args]
     with open(log, "ab") as log_fh:
-        process = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        process = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env=server_env(env))
     try:
         wait_http(f"http://127.0.0.1:{port}/v2/", process=process)
-        yield LiveRegistry(process, port, data, log)
-    finally:
+    except BaseException:
         stop_process(process)
+        raise
+    return LiveRegistry(process, port, data, log)
+
+
+@contextmanager
+def live_registry(workdir: Path, *extra_args: str, env: dict[str, str] | None = None) -> Iterator[LiveRegistry]:
+    """Start ``dockyard serve`` (see :func:`start_registry`) on a free port; stop it (by pid) on exit."""
+    registry = start_registry(workdir, free_port(), *extra_args, env=env)
+    try:
+        yield registry
+    finally:
+        stop_process(registry.process)
 
 
 def run_dockyard(
