@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -38,6 +39,7 @@ __all__ = [
     "database_url",
     "default_database_url",
     "insert",
+    "is_unavailable",
     "open_database",
     "safe_url",
 ]
@@ -83,6 +85,33 @@ async def open_database(url: str) -> AsyncEngine:
         summary = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseError(f"cannot open the account database {safe_url(parsed)}: {summary}") from exc
     return engine
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` (or an exception it was raised from) says the database can't be reached right now:
+    connection refused or lost, server shutting down or starting up, the pool's wait timed out, SQLite busy or
+    failing its I/O. Retrying later may succeed; the data is not at fault. (asyncpg's connect errors reach the
+    caller unwrapped, as ``OSError`` or asyncpg's own classes.)"""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _unavailable_one(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _unavailable_one(exc: BaseException) -> bool:
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+    if isinstance(exc, sa_exc.TimeoutError | ConnectionError | TimeoutError):
+        return True
+    module = type(exc).__module__
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return module.startswith("asyncpg") and bool(
+        names & {"PostgresConnectionError", "CannotConnectNowError", "ConnectionDoesNotExistError", "InterfaceError"}
+    )
 
 
 def insert(engine: AsyncEngine, model: type[Base]) -> postgresql.Insert | sqlite.Insert:

@@ -3,8 +3,9 @@
 The registry calls :class:`Index` after every successful storage change: ``manifest_pushed``,
 ``manifest_deleted``, ``tag_deleted``, ``repository_deleted``, and ``pulled`` for each manifest GET. Storage is
 the source of truth: these event methods never raise (a failure is logged, the push or delete has already
-succeeded, and ``dockyard index rebuild`` repairs the index), and :meth:`Index.rebuild` recreates every row
-from storage.
+succeeded, and the repository's rows are recreated from storage in the background, every
+:attr:`Index.repair_interval` seconds until the database takes writes again), and :meth:`Index.rebuild`
+recreates every row from storage.
 
 Rules the rows follow (see :mod:`catalog.models` for the tables):
 
@@ -14,7 +15,9 @@ Rules the rows follow (see :mod:`catalog.models` for the tables):
 - pulls are counted in memory and written at most once a second (:attr:`Index.flush_interval`) and on
   :meth:`Index.close`, so a pull never waits on the database;
 - every write to one repository takes that repository's row first (an upsert or ``SELECT ... FOR UPDATE``), so
-  concurrent writers of one repository queue on PostgreSQL; SQLite writes queue on ``BEGIN IMMEDIATE``.
+  concurrent writers of one repository queue on PostgreSQL; SQLite writes queue on ``BEGIN IMMEDIATE``;
+- manifest pushes are written by group commit: one transaction at a time per process, holding every push that
+  arrived while the previous one ran.
 """
 
 from __future__ import annotations
@@ -73,6 +76,17 @@ class RebuildReport:
 
 
 @dataclass
+class _Push:
+    """A manifest push waiting for its group commit; ``done`` resolves when it is written (or failed)."""
+
+    name: str
+    tags: list[str]
+    facts: ManifestFacts
+    at: datetime
+    done: asyncio.Future[None]
+
+
+@dataclass
 class _Pulls:
     count: int = 0
     at: datetime | None = None
@@ -95,6 +109,7 @@ class Index:
     OCI ``store``. Use from one event loop; ``await close()`` writes the pending pull counts."""
 
     flush_interval = 1.0
+    repair_interval = 2.0
 
     def __init__(self, engine: AsyncEngine, store: Store) -> None:
         self.engine = engine
@@ -103,24 +118,28 @@ class Index:
         self._pulls: dict[str, _Pulls] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._sleeping = False
+        self._stale: set[str] = set()  # repositories whose last index write failed, re-read from storage later
+        self._repairer: asyncio.Task[None] | None = None
+        self._pushes: list[_Push] = []  # waiting for the next group commit
+        self._push_lock = asyncio.Lock()
 
     # -- events from the registry (never raise) --------------------------------------------------------------
 
     async def manifest_pushed(self, name: str, digest: Digest | str, tags: list[str]) -> None:
         """Manifest ``digest`` was stored in ``name`` under ``tags`` (maybe none): upsert its rows."""
-        await self._safely(f"indexing {name}@{digest}", self._manifest_pushed(name, str(digest), tags))
+        await self._safely(f"indexing {name}@{digest}", self._manifest_pushed(name, str(digest), tags), name)
 
     async def manifest_deleted(self, name: str, digest: Digest | str) -> None:
         """Manifest ``digest`` and every tag pointing to it left ``name``."""
-        await self._safely(f"forgetting {name}@{digest}", self._manifest_deleted(name, str(digest)))
+        await self._safely(f"forgetting {name}@{digest}", self._manifest_deleted(name, str(digest)), name)
 
     async def tag_deleted(self, name: str, tag: str) -> None:
         """Tag ``tag`` left ``name`` (its manifest stays)."""
-        await self._safely(f"forgetting {name}:{tag}", self._tag_deleted(name, tag))
+        await self._safely(f"forgetting {name}:{tag}", self._tag_deleted(name, tag), name)
 
     async def repository_deleted(self, name: str) -> None:
         """Repository ``name`` was removed from storage: drop all its rows (nested repositories stay)."""
-        await self._safely(f"forgetting {name}", self._repository_deleted(name))
+        await self._safely(f"forgetting {name}", self._repository_deleted(name), name)
 
     async def pulled(self, name: str, reference: Digest | str) -> None:
         """A manifest of ``name`` was pulled by tag or digest: counted in memory, written within a second."""
@@ -141,7 +160,15 @@ class Index:
             await self._safely(f"counting pulls of {len(batch)} repositories", self._write_pulls(batch))
 
     async def close(self) -> None:
-        """Stop the timer and write pending pull counts. The engine stays open (its owner disposes it)."""
+        """Stop the timers and write pending pull counts. The engine stays open (its owner disposes it)."""
+        if self._repairer is not None:
+            self._repairer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._repairer
+        if self._stale:
+            log.error(
+                "metadata index: %s still stale; 'dockyard index rebuild' repairs it", ", ".join(sorted(self._stale))
+            )
         task = self._flusher
         if task is not None:
             if self._sleeping:  # a flush already under way is let finish, not cut off mid-write
@@ -202,14 +229,39 @@ class Index:
     # -- writes ----------------------------------------------------------------------------------------------
 
     async def _manifest_pushed(self, name: str, digest: str, tags: list[str]) -> None:
+        """Describe the manifest (storage reads, outside any transaction), then write it in the next group
+        commit (see :meth:`_commit_pushes`)."""
         facts = await describe(self.store, name, digest)
-        now = _now()
-        async with self._writer.begin() as connection:
-            await self._claim(connection, name, now)
-            await self._put_manifest(connection, name, facts, now)
-            for tag in tags:
-                await self._put_tag(connection, name, tag, digest, now, None)
-            await self._refresh(connection, name)
+        push = _Push(name, tags, facts, _now(), asyncio.get_running_loop().create_future())
+        self._pushes.append(push)
+        async with self._push_lock:
+            if not push.done.done():
+                batch, self._pushes = self._pushes, []
+                await self._commit_pushes(batch)
+        push.done.result()
+
+    async def _commit_pushes(self, batch: list[_Push]) -> None:
+        """Write every push of ``batch`` in one transaction and resolve their futures (each with the error, if
+        it failed). Group commit: while one transaction runs, the pushes that arrive queue up and go together in
+        the next, so concurrent pushes share one commit instead of each waiting for the database's write lock in
+        turn. Repository rows are taken in name order, so two processes' batches can't deadlock."""
+        try:
+            async with self._writer.begin() as connection:
+                names = sorted({push.name for push in batch})
+                for name in names:
+                    await self._claim(connection, name, max(p.at for p in batch if p.name == name))
+                for push in batch:
+                    await self._put_manifest(connection, push.name, push.facts, push.at)
+                    for tag in push.tags:
+                        await self._put_tag(connection, push.name, tag, push.facts.digest, push.at, None)
+                for name in names:
+                    await self._refresh(connection, name)
+        except Exception as exc:
+            for push in batch:
+                push.done.set_exception(exc)
+        else:
+            for push in batch:
+                push.done.set_result(None)
 
     async def _manifest_deleted(self, name: str, digest: str) -> None:
         async with self._writer.begin() as connection:
@@ -340,12 +392,44 @@ class Index:
             for name in set(await connection.scalars(select(R.c.name))) - keep:
                 await self._delete_repository(connection, name)
 
-    @staticmethod
-    async def _safely(what: str, work: Awaitable[None]) -> None:
+    async def _safely(self, what: str, work: Awaitable[None], name: str | None = None) -> None:
+        """Run one index write; a failure (database down, disk full) is logged and, for repository ``name``,
+        repaired in the background: its rows are recreated from storage once the database takes writes again."""
         try:
             await work
-        except Exception:  # storage is the truth and already changed; the index is repaired by a rebuild
-            log.exception("metadata index: %s failed; 'dockyard index rebuild' repairs the index", what)
+        except Exception:  # storage is the truth and already changed
+            rebuild = "'dockyard index rebuild' repairs the index"
+            repair = f"repairing it from storage soon ({rebuild})" if name else rebuild
+            log.exception("metadata index: %s failed; %s", what, repair)
+            if name is not None:
+                self._stale.add(name)
+                if self._repairer is None:
+                    self._repairer = asyncio.create_task(self._repair_later(), name="dockyard-index-repair")
+
+    async def _repair_later(self) -> None:
+        """Reindex the stale repositories from storage every :attr:`repair_interval` until all succeed."""
+        try:
+            while self._stale:
+                await asyncio.sleep(self.repair_interval)
+                for name in sorted(self._stale):
+                    try:
+                        await self.reindex(name)
+                    except Exception as exc:  # still failing: the next round tries again
+                        log.warning("metadata index: repairing %s failed (%s); retrying", name, exc)
+                        break
+                    self._stale.discard(name)
+                    log.info("metadata index: %s repaired from storage", name)
+        finally:
+            self._repairer = None
+
+    async def reindex(self, name: str) -> None:
+        """Recreate the rows of repository ``name`` from storage (drop them when it has no manifest left)."""
+        found = await snapshot(self.store, name)
+        if found.manifests:
+            await self._replace(found)
+            return
+        async with self._writer.begin() as connection:
+            await self._delete_repository(connection, name)
 
     async def _flush_later(self) -> None:
         self._sleeping = True

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from auth.leases import Leases
 
 log = logging.getLogger("dockyard.gc")
+IO_THREADS = 64
 GC_LEASE = "gc"
 
 
@@ -143,6 +145,13 @@ def _add_index(app: web.Application, settings: Settings) -> None:
     app.cleanup_ctx.append(index_ctx)
 
 
+def _use_io_threads() -> None:
+    """Give the running loop a default executor of :data:`IO_THREADS` threads. Storage calls run there, and the
+    slow ones (a blob's ``fsync`` before its rename, an S3 request) would otherwise occupy asyncio's few default
+    threads (CPU count + 4) while every quick ``stat`` and small read of other requests waits behind them."""
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(IO_THREADS, thread_name_prefix="dockyard-io"))
+
+
 def create_app(settings: Settings, driver: StorageDriver | None = None) -> web.Application:
     """The registry app. ``driver`` overrides the configured storage (tests share one between apps)."""
     token_mode = settings.auth.mode == "token"
@@ -158,6 +167,7 @@ def create_app(settings: Settings, driver: StorageDriver | None = None) -> web.A
         _add_token_mode(app, settings)
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+        _use_io_threads()
         opened = driver or open_driver(settings.storage)
         app[keys.STORE] = store = Store.build(opened)
         collector = _start_gc(app, store, settings)

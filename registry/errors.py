@@ -2,7 +2,8 @@
 
 Handlers and the store raise :class:`RegistryError`; :func:`error_middleware` turns it (and storage
 errors, aiohttp's own HTTP errors and anything unexpected) into the spec's body
-``{"errors": [{"code", "message", "detail"}]}``. A traceback never reaches a client.
+``{"errors": [{"code", "message", "detail"}]}``. A traceback never reaches a client. Storage or a database that
+can't be reached answers 503 ``UNAVAILABLE`` with ``Retry-After`` (Distribution's code for 503): clients retry.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from aiohttp import web
 from storage.errors import PathNotFound, StorageError, StorageFull, StorageUnavailable
 
 log = logging.getLogger("dockyard.registry")
+RETRY_AFTER = "5"  # seconds a client is asked to wait after a 503 (storage or database unavailable)
+DATABASE_UNAVAILABLE = "the registry's database is temporarily unavailable, retry later"
 
 
 class ErrorCode(Enum):
@@ -102,7 +105,8 @@ def _from_storage(exc: StorageError) -> RegistryError:
     if isinstance(exc, StorageFull):
         return RegistryError(ErrorCode.STORAGE_FULL, "no space left in the registry's storage")
     if isinstance(exc, StorageUnavailable):
-        return RegistryError(ErrorCode.UNAVAILABLE, headers={"Retry-After": "5"})
+        log.warning("storage unavailable: %s", exc)
+        return RegistryError(ErrorCode.UNAVAILABLE, headers={"Retry-After": RETRY_AFTER})
     log.error("storage error: %s", exc)
     return RegistryError(ErrorCode.INTERNAL)
 
@@ -128,6 +132,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _from_storage(exc).response(request.method)
     except (ConnectionResetError, TimeoutError):
         raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return RegistryError(ErrorCode.INTERNAL).response(request.method)
+    except Exception as exc:
+        return _from_unexpected(request, exc).response(request.method)
+
+
+def _from_unexpected(request: web.Request, exc: Exception) -> RegistryError:
+    """A database that can't be reached is a retryable 503 (one log line); anything else is a logged 500."""
+    from auth.database import is_unavailable  # SQLAlchemy loads only when an error needs classifying
+
+    if is_unavailable(exc):
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, exc)
+        return RegistryError(ErrorCode.UNAVAILABLE, DATABASE_UNAVAILABLE, headers={"Retry-After": RETRY_AFTER})
+    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return RegistryError(ErrorCode.INTERNAL)

@@ -65,6 +65,10 @@ OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 XATTR_PAX_PREFIX = "SCHILY.xattr."
 _FORBIDDEN_XATTR_PREFIX = "trusted.overlay."
 _MAX_SYMLINK_HOPS = 40
+# Bounds on hostile trees: PATH_MAX, and a depth far beyond real images (node_modules reach ~50) that keeps every
+# recursive walk of a root (Python's shutil.rmtree and os.walk recurse once per level) under the recursion limit.
+MAX_NAME_BYTES = 4096
+MAX_DEPTH = 512
 _CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -107,6 +111,10 @@ class _Source(Protocol):
 
 class _Refused(Exception):
     """Raised by the helpers with the reason alone; :func:`apply_layer` adds the layer and the entry."""
+
+
+class _Restart(Exception):
+    """A path resolved from a directory other than the root climbed above it: resolve it from the root instead."""
 
 
 def apply_layer(
@@ -263,7 +271,13 @@ def _drain(data: _Source) -> None:
 
 
 def normalize(name: str) -> RelPath:
-    """The components of a tar name relative to the root; ``..`` is applied lexically and may not leave the root."""
+    """The components of a tar name relative to the root; ``..`` is applied lexically and may not leave the root.
+
+    Names longer than :data:`MAX_NAME_BYTES` (PATH_MAX: no tool could use such a path inside the container, and
+    docker's path-based applier fails on them too) or deeper than :data:`MAX_DEPTH` components are refused.
+    """
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise _Refused(f"name longer than {MAX_NAME_BYTES} bytes")
     parts: list[str] = []
     for comp in name.split("/"):
         if comp in ("", "."):
@@ -274,7 +288,13 @@ def normalize(name: str) -> RelPath:
             parts.pop()
         else:
             parts.append(comp)
+    _check_depth(len(parts))
     return tuple(parts)
+
+
+def _check_depth(depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise _Refused(f"path deeper than {MAX_DEPTH} directories")
 
 
 def _show(parts: RelPath) -> str:
@@ -348,13 +368,17 @@ class _Applier:
 
     # -- resolution
 
-    def open_dir(self, parts: RelPath, *, create: bool, follow: bool) -> _Dir | None:
+    def open_dir(self, parts: RelPath, *, create: bool, follow: bool, start: _Dir | None = None) -> _Dir | None:
         """Open the directory ``parts`` inside the root, component by component, never letting the kernel follow.
 
         Missing components are created (mode 0755) when ``create``, else ``None`` is returned. Relative symlinks
-        are followed when ``follow`` and as long as they stay inside the root; anything else is refused.
+        are followed when ``follow`` and as long as they stay inside the root; anything else is refused. With
+        ``start`` (an open directory, not closed here), ``parts`` are resolved from it instead of the root; a symlink
+        that climbs above ``start`` raises :class:`_Restart` (the caller resolves the full path from the root).
         """
-        stack: list[tuple[int, str]] = []
+        base_fd, base = (start.fd, start.real) if start is not None else (self.root_fd, ())
+        stack: list[int] = []
+        names = list(base)
         pending = list(reversed(parts))
         hops = 0
         try:
@@ -364,28 +388,29 @@ class _Applier:
                     continue
                 if comp == "..":
                     if not stack:
-                        raise _Refused("a symlink in the path leads out of the root")
-                    os.close(stack.pop()[0])
+                        raise _Restart() if base else _Refused("a symlink in the path leads out of the root")
+                    os.close(stack.pop())
+                    names.pop()
                     continue
-                fd = stack[-1][0] if stack else self.root_fd
-                real = (*(name for _, name in stack), comp)
+                fd = stack[-1] if stack else base_fd
                 st = _lstat(comp, fd)
                 if st is None:
                     if not create:
                         return None
-                    self.make_implicit_dir(fd, comp, real)
+                    _check_depth(len(names) + 1)
+                    self.make_implicit_dir(fd, comp, (*names, comp))
                 elif stat.S_ISLNK(st.st_mode):
                     hops += 1
-                    pending.extend(reversed(self.symlink_hop(fd, comp, real, follow, hops).split("/")))
+                    pending.extend(reversed(self.symlink_hop(fd, comp, (*names, comp), follow, hops).split("/")))
                     continue
                 elif not stat.S_ISDIR(st.st_mode):
-                    raise _Refused(f"{_show(real)} is not a directory")
-                stack.append((os.open(comp, _DIR_FLAGS, dir_fd=fd), comp))
-            real_path = tuple(name for _, name in stack)
-            top = stack.pop()[0] if stack else os.dup(self.root_fd)
-            return _Dir(top, real_path)
+                    raise _Refused(f"{_show((*names, comp))} is not a directory")
+                stack.append(os.open(comp, _DIR_FLAGS, dir_fd=fd))
+                names.append(comp)
+            top = stack.pop() if stack else os.dup(base_fd)
+            return _Dir(top, tuple(names))
         finally:
-            for fd, _ in stack:
+            for fd in stack:
                 os.close(fd)
 
     def symlink_hop(self, dir_fd: int, name: str, real: RelPath, follow: bool, hops: int) -> str:
@@ -405,8 +430,12 @@ class _Applier:
         self.touch(real)
 
     def touch(self, real: RelPath) -> None:
-        for i in range(1, len(real) + 1):
-            self.touched.add(real[:i])
+        """Record ``real`` and its ancestors (a recorded path's ancestors are always recorded: stop at the first)."""
+        for i in range(len(real), 0, -1):
+            prefix = real[:i]
+            if prefix in self.touched:
+                return
+            self.touched.add(prefix)
 
     def remove(self, dir_fd: int, name: str, real: RelPath) -> None:
         """Remove whatever ``name`` is (a directory with all its content), never following a symlink."""
@@ -438,11 +467,21 @@ class _Applier:
 
     def parent_dir(self, parts: RelPath) -> _Dir:
         """``parts`` opened (and created) like :meth:`open_dir` does, reusing the last one while it is valid."""
-        if self.parent is not None and self.parent[0] == parts and not self.parent_stale:
-            return self.parent[1]
+        found = None
+        if self.parent is not None and not self.parent_stale:
+            cached_parts, cached = self.parent
+            if cached_parts == parts:
+                return cached
+            if parts[: len(cached_parts)] == cached_parts:  # a subdirectory of the last one: go on from there
+                try:
+                    found = self.open_dir(parts[len(cached_parts) :], create=True, follow=True, start=cached)
+                except _Restart:
+                    found = None
         self.forget_parent()
-        found = self.open_dir(parts, create=True, follow=True)
+        if found is None:
+            found = self.open_dir(parts, create=True, follow=True)
         assert found is not None  # create=True never gives None
+        _check_depth(len(found.real) + 1)  # symlinks may make the real path deeper than the name
         self.parent = (parts, found)
         return found
 
@@ -477,21 +516,14 @@ class _Applier:
 
     def make_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parent: _Dir, name: str, real: RelPath) -> None:
         self.remove(parent.fd, name, real)
-        source = tar.extractfile(member)
-        assert source is not None  # a regular member always has a file object
         fd = os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=parent.fd)
-        with open(fd, "wb", closefd=True) as out:
-            written = 0
-            while chunk := source.read(_CHUNK):
-                out.write(chunk)
-                written += len(chunk)
-            if written != member.size:
-                raise _Refused(f"truncated: {written} of {member.size} bytes")
-            self.bytes += written
-            out.flush()  # before the metadata: a write would clear security.capability and move the mtime
-            self.set_owner_mode(fd, member)
+        try:
+            self.bytes += _copy_data(tar, member, fd)
+            self.set_owner_mode(fd, member)  # after the data: a write would clear security.capability
             self.set_xattrs(fd, member)
             os.utime(fd, ns=_times(member))
+        finally:
+            os.close(fd)
 
     def make_symlink(self, member: tarfile.TarInfo, parent: _Dir, name: str, real: RelPath) -> None:
         target = member.linkname
@@ -601,20 +633,38 @@ class _Applier:
 
     def finish_dirs(self) -> None:
         """Directory ownership, mode, xattrs and mtime, now that nothing more is written inside them."""
-        for real, member in reversed(self.dirs.items()):
-            self.current = member.name
-            try:
-                directory = self.open_dir(real, create=False, follow=False)
-            except _Refused:
-                continue  # replaced later in the layer by something that is not a directory
-            if directory is None:
-                continue
-            try:
-                self.set_owner_mode(directory.fd, member)
-                self.set_xattrs(directory.fd, member)
-                os.utime(directory.fd, ns=_times(member))
-            finally:
-                os.close(directory.fd)
+        cursor: _Dir | None = None
+        try:
+            for real, member in reversed(self.dirs.items()):
+                self.current = member.name
+                cursor = self.move_to(cursor, real)
+                if cursor is None:
+                    continue  # replaced later in the layer by something that is not a directory
+                self.set_owner_mode(cursor.fd, member)
+                self.set_xattrs(cursor.fd, member)
+                os.utime(cursor.fd, ns=_times(member))
+        finally:
+            if cursor is not None:
+                os.close(cursor.fd)
+
+    def move_to(self, cursor: _Dir | None, real: RelPath) -> _Dir | None:
+        """Open the real path ``real`` (no symlink followed) from the open directory ``cursor`` (closed here): up
+        through ``..`` to the common ancestor, then down; a deep tree then costs a few syscalls per directory, not
+        one per level. ``..`` of a directory reached without symlinks is its real parent inside the root."""
+        common, fd = 0, os.dup(self.root_fd)
+        if cursor is not None:
+            os.close(fd)
+            common, fd = _common_prefix(cursor.real, real), cursor.fd
+            for _ in range(len(cursor.real) - common):
+                up = os.open("..", _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = up
+        try:
+            return self.open_dir(real[common:], create=False, follow=False, start=_Dir(fd, real[:common]))
+        except _Refused:
+            return None
+        finally:
+            os.close(fd)
 
     def set_owner_mode(self, fd: int, member: tarfile.TarInfo) -> None:
         os.chown(fd, member.uid, member.gid)
@@ -639,6 +689,50 @@ class _Applier:
                 if exc.errno not in (errno.ENOTSUP, errno.EPERM):
                     raise
                 log.warning("layer %s, entry %r: xattr %s not kept: %s", self.label, member.name, name, exc.strerror)
+
+
+def _copy_data(tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int) -> int:
+    """Write ``member``'s data into the new file ``fd`` and return how many bytes were read.
+
+    Runs of zeros become holes (chunks of zeros are skipped, then the size is set), and a GNU/PAX sparse member's
+    holes are never read at all: a layer of huge sparse or zero-filled files (a decompression bomb of zeros) costs
+    the time to decompress it, not the disk space it claims. A short member is refused."""
+    sparse: list[tuple[int, int]] | None = getattr(member, "sparse", None)  # typeshed: int | None, wrongly
+    if sparse is None:
+        source = tar.extractfile(member)
+        assert source is not None  # a regular member always has a file object
+        read = _copy_run(source, fd, 0, member.size)
+    else:  # the data blocks are stored one after the other; the stream only seeks forward
+        stream, read = tar.fileobj, 0
+        assert stream is not None
+        for offset, size in sparse:
+            stream.seek(member.offset_data + read)
+            read += _copy_run(stream, fd, offset, size)
+    os.ftruncate(fd, member.size)
+    return read
+
+
+def _copy_run(source: _Source, fd: int, offset: int, size: int) -> int:
+    """Copy ``size`` bytes from ``source`` to ``fd`` at ``offset``, skipping chunks of zeros."""
+    done = 0
+    while done < size:
+        chunk = source.read(min(_CHUNK, size - done))
+        if not chunk:
+            raise _Refused(f"truncated: {done} of {size} bytes")
+        if chunk.count(0) != len(chunk):
+            os.pwrite(fd, chunk, offset + done)
+        done += len(chunk)
+    return done
+
+
+def _common_prefix(a: RelPath, b: RelPath) -> int:
+    """How many leading components ``a`` and ``b`` share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _times(member: tarfile.TarInfo) -> tuple[int, int]:

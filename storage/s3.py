@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import functools
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -94,9 +94,9 @@ class S3Driver:
         boto_config = BotoConfig(
             s3={"addressing_style": config.addressing_style},
             max_pool_connections=config.max_concurrency,
-            retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=60,
+            retries={"max_attempts": config.max_attempts, "mode": "standard"},
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
         )
         self._client: Any = session.client("s3", endpoint_url=config.endpoint_url, config=boto_config)
         self._limit = asyncio.Semaphore(config.max_concurrency)
@@ -124,6 +124,8 @@ class S3Driver:
             except botocore.exceptions.ClientError as exc:
                 code = str(exc.response.get("Error", {}).get("Code", ""))
                 status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+                if code == "NoSuchBucket":  # the bucket is gone or not there yet: never "this key does not exist"
+                    raise StorageUnavailable(path, self.name, f"{operation}: {code}") from exc
                 if code in _NOT_FOUND or status == "404":
                     raise PathNotFound(path, self.name) from exc
                 if code == "InvalidRange" or status == "416":
@@ -142,7 +144,17 @@ class S3Driver:
     async def _read_object(self, path: str, s3_key: str) -> bytes:
         """The whole body of one object (``path`` names it in errors)."""
         response = await self.call(path, "get_object", Bucket=self.bucket, Key=s3_key)
-        return bytes(await asyncio.get_running_loop().run_in_executor(self._pool, response["Body"].read))
+        with self._body_errors(path):
+            return bytes(await asyncio.get_running_loop().run_in_executor(self._pool, response["Body"].read))
+
+    @contextlib.contextmanager
+    def _body_errors(self, path: str) -> Iterator[None]:
+        """Reading an object's body after its headers came: S3 going away now (connection reset, read timeout)
+        is :class:`StorageUnavailable` too, as for the call itself."""
+        try:
+            yield
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise StorageUnavailable(path, self.name, f"reading the body: {exc}") from exc
 
     async def _pages(self, path: str, prefix: str, delimiter: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """Every ListObjectsV2 page below ``prefix`` (continuation tokens followed)."""
@@ -173,8 +185,9 @@ class S3Driver:
             if offset == size:
                 return
             raise InvalidOffset(path, self.name, f"offset {offset} beyond size {size}") from None
-        async for chunk in prefetched(response["Body"]):
-            yield chunk
+        with self._body_errors(path):
+            async for chunk in prefetched(response["Body"]):
+                yield chunk
 
     async def writer(self, path: str, append: bool = False) -> Writer:
         if not append:

@@ -28,3 +28,8 @@ class S3Settings(BaseModel):
     sse: Literal["AES256", "aws:kms"] | None = None
     sse_kms_key_id: str | None = None
     max_concurrency: int = Field(32, gt=0, description="boto3 calls in flight at once")
+    # An unreachable or hung S3 must surface as a retryable 503 in seconds, not hold requests for minutes (botocore's
+    # defaults: 60 s connect and read timeouts, several attempts): worst case max_attempts * (timeout + backoff).
+    connect_timeout: float = Field(3.0, gt=0, description="seconds to open a connection to S3")
+    read_timeout: float = Field(15.0, gt=0, description="seconds S3 may stay silent on an open connection")
+    max_attempts: int = Field(2, ge=1, description="tries of one S3 call (the first included) before giving up")

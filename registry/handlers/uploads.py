@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from aiohttp import web
@@ -10,6 +11,7 @@ from registry.errors import ErrorCode, RegistryError
 from registry.handlers.common import access_control, body, query_digest, repo_name, settings, store
 from registry.reference import Digest, check_name
 from registry.store.uploads import range_header
+from storage.errors import StorageError
 
 # ASCII digits only (``\d`` would take Arabic-Indic digits too), at most 20 (int() refuses strings over 4300 digits):
 # no offset a registry will ever hold has more, and a longer value is simply malformed.
@@ -67,7 +69,12 @@ async def start_upload(request: web.Request) -> web.Response:
     digest = query_digest(request)
     upload_id = await reg.uploads.start(name)
     if digest is not None:
-        await reg.uploads.finish(name, upload_id, digest, body(request))
+        try:
+            await reg.uploads.finish(name, upload_id, digest, body(request))
+        except Exception:  # disk full, storage down, client gone: no client knows this session, keep nothing
+            with contextlib.suppress(StorageError):
+                await reg.uploads.discard(name, upload_id)
+            raise
         return _created(name, digest)
     return web.Response(status=202, headers=_session_headers(name, upload_id, 0))
 

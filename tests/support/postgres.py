@@ -32,7 +32,14 @@ import pytest
 from tests.support.server import free_port
 from tests.support.tools import in_ci, require_tool
 
-__all__ = ["PostgresCluster", "postgres_bindir", "postgres_cluster"]
+__all__ = [
+    "PostgresCluster",
+    "create_durable_database",
+    "postgres_bindir",
+    "postgres_cluster",
+    "start_again",
+    "stop_immediately",
+]
 
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
 OS_USER = "postgres"
@@ -163,3 +170,29 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         if (root / "data" / "postmaster.pid").exists():
             _stop(bindir, root, prefix)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def stop_immediately(cluster: PostgresCluster) -> None:
+    """``pg_ctl stop -m immediate``: the server quits at once, without a checkpoint (as after a crash), and every
+    client connection breaks. :func:`start_again` brings it back on the same port."""
+    command = [*_run_as_owner(), str(cluster.bindir / "pg_ctl"), "-D", str(cluster.data), "-m", "immediate", "-w"]
+    done = _run([*command, "stop"], cluster.root)
+    if done.returncode != 0:
+        raise RuntimeError(f"pg_ctl stop failed: {done.stderr.strip() or done.stdout.strip()}")
+
+
+def start_again(cluster: PostgresCluster) -> None:
+    """Start a stopped cluster on its port (it runs crash recovery first after :func:`stop_immediately`)."""
+    options = f"-p {cluster.port} -k {cluster.root} -c listen_addresses=127.0.0.1 {SERVER_SETTINGS}"
+    command = [*_run_as_owner(), str(cluster.bindir / "pg_ctl"), "-D", str(cluster.data), "-l"]
+    done = _run([*command, str(cluster.root / "server.log"), "-w", "-t", "60", "-o", options, "start"], cluster.root)
+    if done.returncode != 0:
+        raise RuntimeError(f"pg_ctl start failed: {done.stderr.strip() or done.stdout.strip()}")
+
+
+async def create_durable_database(cluster: PostgresCluster) -> str:
+    """A new database whose commits are durable across a server crash (``synchronous_commit=on``, unlike the
+    cluster's scratch default): for tests that stop the server with ``-m immediate`` and check nothing was lost."""
+    name = await cluster.create_database()
+    await cluster._admin(f'ALTER DATABASE "{name}" SET synchronous_commit = on')
+    return name

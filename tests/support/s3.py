@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import requests
 
 from tests.support.server import free_port, stop_process, wait_http
 from tests.support.tools import require_tool
@@ -88,3 +91,69 @@ def s3_server(workdir: Path) -> Iterator[S3Server]:
     finally:
         stop_process(process)
         log.close()
+
+
+@dataclass
+class MotoProcess:
+    """A moto server on a fixed port that a fault test can kill, freeze and start again (on the same port).
+
+    moto keeps its state in memory: :meth:`kill` loses every bucket and object (a restarted server is empty),
+    while :meth:`freeze` (SIGSTOP) keeps them and makes the server hang: connections open, nothing answers,
+    until :meth:`thaw` (SIGCONT). Every signal goes to the process started here, by its pid.
+    """
+
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def server(self) -> S3Server:
+        return S3Server(f"http://127.0.0.1:{self.port}", "testing", "testing")
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*moto_command(), "-H", "127.0.0.1", "-p", str(self.port)], stdout=log, stderr=subprocess.STDOUT
+            )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until moto answers (its first answer after a start can take seconds on a busy machine)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                wait_http(f"http://127.0.0.1:{self.port}/", timeout=deadline - time.monotonic(), process=self.process)
+                return
+            except requests.Timeout:
+                continue
+        raise TimeoutError(f"moto on port {self.port} did not answer within {timeout}s")
+
+    def kill(self) -> None:
+        """SIGKILL and reap: the port refuses connections from now on."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+
+    def freeze(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.thaw()
+            stop_process(self.process)
+
+
+@contextmanager
+def restartable_moto(workdir: Path) -> Iterator[MotoProcess]:
+    """A local moto server (never the external endpoint: the test must own the process) on a free port."""
+    moto = MotoProcess(free_port(), workdir / "moto.log")
+    moto.start()
+    try:
+        yield moto
+    finally:
+        moto.stop()
