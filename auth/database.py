@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from auth import migrations
+from auth.schemaversion import at_head
 
 if TYPE_CHECKING:
     from auth.models import Base
@@ -169,7 +169,12 @@ def _on_sqlite_begin(connection: Connection) -> None:
 
 
 async def _migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to head in one transaction; concurrent openers wait for each other."""
+    """Bring the schema to head in one transaction; concurrent openers wait for each other. A database already
+    at head is only checked (:mod:`auth.schemaversion`: Alembic is not even imported)."""
+    if await at_head(engine):
+        return
+    from auth import migrations
+
     async with engine.execution_options(**{WRITE: True}).begin() as connection:
         if connection.dialect.name == "postgresql":
             await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ T = cast(Table, IndexedTagRow.__table__)
 M = cast(Table, IndexedManifestRow.__table__)
 B = cast(Table, IndexedBlobRow.__table__)
 NAMESPACE_LENGTH = 64
+TAG_NAMES_CACHED = 100_000  # tag names kept in cached tag lists, in all (a few MiB)
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,10 @@ class Index:
         self._stale: set[str] = set()  # repositories whose last index write failed, re-read from storage later
         self._repairer: asyncio.Task[None] | None = None
         self._pushes: list[_Push] = []  # waiting for the next group commit
+        self._tag_lists: OrderedDict[tuple[str, str | None, int | None], tuple[tuple[Any, ...], list[str]]] = (
+            OrderedDict()
+        )
+        self._tag_names_held = 0
         self._push_lock = asyncio.Lock()
 
     # -- events from the registry (never raise) --------------------------------------------------------------
@@ -187,17 +193,43 @@ class Index:
         only, at most ``limit``."""
         query = _window(select(R.c.name), self._bytewise(R.c.name), after, limit)
         async with self.engine.connect() as connection:
-            return list(await connection.scalars(query))
+            return list((await connection.scalars(query)).all())
 
     async def tag_names(self, name: str, after: str | None = None, limit: int | None = None) -> list[str] | None:
         """The tags of repository ``name`` sorted lexically (byte order), after ``after``, at most ``limit``; None
-        when the index holds no such repository (the caller then asks storage)."""
-        query = _window(select(T.c.name).where(T.c.repository == name), self._bytewise(T.c.name), after, limit)
+        when the index holds no such repository (the caller then asks storage).
+
+        Answers are cached per (name, after, limit) under the repository row's version: ``created_at``,
+        ``pushed_at`` and ``tag_count``. Every change to a repository's tag names changes one of them (a new
+        tag moves ``pushed_at`` forward, deletions lower ``tag_count``, a recreated repository has a new
+        ``created_at``; a tag moved to another manifest keeps its name), so one single-row query tells whether the
+        cached list is still the list, in this process or after a write by any other."""
         async with self.engine.connect() as connection:
-            tags = list(await connection.scalars(query))
-            if tags or await connection.scalar(select(exists().where(R.c.name == name))):
-                return tags
-        return None
+            stamp = (await connection.execute(_version_query(name))).first()
+            if stamp is None:
+                return None
+            key, version = (name, after, limit), tuple(stamp)
+            cached = self._tag_lists.get(key)
+            if cached is not None and cached[0] == version:
+                self._tag_lists.move_to_end(key)
+                return cached[1]
+            query = _window(select(T.c.name).where(T.c.repository == name), self._bytewise(T.c.name), after, limit)
+            tags = list((await connection.scalars(query)).all())
+        self._cache_tags(key, version, tags)
+        return tags
+
+    def _cache_tags(self, key: tuple[str, str | None, int | None], version: tuple[Any, ...], tags: list[str]) -> None:
+        """Keep ``tags`` under ``key``; the least recently used lists go while more than :data:`TAG_NAMES_CACHED`
+        names are held in all."""
+        old = self._tag_lists.pop(key, None)
+        self._tag_names_held -= len(old[1]) if old else 0
+        if len(tags) > TAG_NAMES_CACHED:
+            return
+        self._tag_lists[key] = (version, tags)
+        self._tag_names_held += len(tags)
+        while self._tag_names_held > TAG_NAMES_CACHED:
+            _key, (_version, dropped) = self._tag_lists.popitem(last=False)
+            self._tag_names_held -= len(dropped)
 
     def _bytewise(self, column: ColumnElement[str]) -> ColumnElement[str]:
         """``column`` compared and sorted by code point, as Python and the registry API sort (PostgreSQL's
@@ -455,6 +487,11 @@ def _size_query(name: str) -> Any:
     ).subquery()
     per_digest = select(parts.c.digest, func.max(parts.c.size).label("size")).group_by(parts.c.digest).subquery()
     return select(func.coalesce(func.sum(per_digest.c.size), 0))
+
+
+def _version_query(name: str) -> Select[Any]:
+    """What changes whenever repository ``name``'s set of tag names changes (see :meth:`Index.tag_names`)."""
+    return select(R.c.created_at, R.c.pushed_at, R.c.tag_count).where(R.c.name == name)
 
 
 def _window(query: Select[Any], key: ColumnElement[str], after: str | None, limit: int | None) -> Select[Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import gc
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -184,5 +186,14 @@ def create_app(settings: Settings, driver: StorageDriver | None = None) -> web.A
 
     add_catalog(app, settings)
     app.on_response_prepare.append(stamp_response)
+    app.on_startup.append(_release_startup_memory)  # last: after storage, index and accounts are open
     add_routes(app)
     return app
+
+
+async def _release_startup_memory(_app: web.Application) -> None:
+    """Give back to the system what start-up allocated and freed (migrations check, index rebuild, imports): a
+    collection, then glibc's ``malloc_trim``, so an idle worker's resident memory is what it really holds."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

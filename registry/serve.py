@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import ssl
 import sys
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -14,7 +16,7 @@ from registry.accesslog import JsonAccessLogger, access_logger
 from registry.app import create_app, open_driver
 from registry.config import MemoryStorage, Settings, TlsSettings
 from registry.store import Store
-from registry.workers import Supervisor, check_port_free, resolve_count
+from registry.workers import Supervisor, check_port_free, resolve_count, run_in_child
 
 log = logging.getLogger("dockyard")
 
@@ -66,20 +68,26 @@ def serve(settings: Settings) -> None:
     scheme = "https" if context else "http"
     count = worker_count(settings)
     log.info("dockyard registry listening on %s://%s (storage %s, %d workers)", scheme, settings.listen, where, count)
+    if count == 1:
+        _serve_one(settings, context, reuse_port=False)
+        return
+    check_port_free(settings.host, settings.port)
+    status = run_in_child(lambda: _one_line_errors(lambda: asyncio.run(prepare(settings))))
+    if not status:
+        status = Supervisor(count, lambda: _serve_one(settings, context, reuse_port=True)).run()
+    if status:
+        raise SystemExit(status)
+
+
+def _one_line_errors(work: Callable[[], None]) -> None:
+    """Run ``work``; a database that can't be opened (accounts, metadata index) exits with one line."""
     from auth.accounts import AccountError
     from auth.database import DatabaseError
 
     try:
-        if count == 1:
-            _serve_one(settings, context, reuse_port=False)
-            return
-        check_port_free(settings.host, settings.port)
-        asyncio.run(prepare(settings))
-        status = Supervisor(count, lambda: _serve_one(settings, context, reuse_port=True)).run()
-    except (DatabaseError, AccountError) as exc:  # the database named by the config can't be opened
+        work()
+    except (DatabaseError, AccountError) as exc:
         raise SystemExit(f"dockyard: {exc}") from None
-    if status:
-        raise SystemExit(status)
 
 
 def worker_count(settings: Settings) -> int:
@@ -94,7 +102,9 @@ def worker_count(settings: Settings) -> int:
 
 async def prepare(settings: Settings) -> None:
     """What must happen once before several workers start: database migrations, the signing key (token mode)
-    and the rebuild of an empty metadata index. Each worker repeats the checks and finds nothing to do."""
+    and the rebuild of an empty metadata index. Each worker repeats the checks and finds nothing to do. Run in a
+    child process (:func:`registry.workers.run_in_child`), so that what it loads and allocates (Alembic, a
+    rebuild's buffers) never counts in the workers' memory."""
     from catalog.startup import opened_index, rebuild_if_needed
 
     driver = open_driver(settings.storage)
@@ -112,7 +122,8 @@ async def prepare(settings: Settings) -> None:
 
 def _serve_one(settings: Settings, context: ssl.SSLContext | None, *, reuse_port: bool) -> None:
     """One process serving the app until SIGINT/SIGTERM."""
-    web.run_app(
+    run = functools.partial(
+        web.run_app,
         create_app(settings),
         host=settings.host,
         port=settings.port,
@@ -123,3 +134,4 @@ def _serve_one(settings: Settings, context: ssl.SSLContext | None, *, reuse_port
         handle_signals=True,
         reuse_port=reuse_port,
     )
+    _one_line_errors(run)

@@ -156,14 +156,26 @@ class Supervisor:
         self.workers.pop(pid, None)
 
 
-def _run_worker(work: Callable[[], None], parent: int) -> None:
-    """In the forked child: die with the parent, leave the terminal's process group, run ``work``, exit."""
+def run_in_child(work: Callable[[], None]) -> int:
+    """Run ``work`` in a forked child and wait for it; its exit status (0 when it returned). A ``SystemExit``
+    message and any failure are printed by the child, so the caller only has to pass the status on."""
+    pid = os.fork()
+    if pid == 0:
+        _run_worker(work, os.getppid(), own_group=False)
+    _pid, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1
+
+
+def _run_worker(work: Callable[[], None], parent: int, *, own_group: bool = True) -> None:
+    """In the forked child: die with the parent, leave the terminal's process group (``own_group``), run
+    ``work``, exit."""
     code = 1
     try:
         for signum in _STOP_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         _die_with_parent(parent)
-        os.setpgid(0, 0)
+        if own_group:
+            os.setpgid(0, 0)
         work()
         code = 0
     except SystemExit as exc:

@@ -150,7 +150,8 @@ def markdown(report: Report) -> str:
         "",
         f"Limits measured in this run (best of before and after the rows): SHA-256 on one core "
         f"{limits.sha256_mb_s:,.0f} MB/s; loopback sendfile {limits.sendfile_mb_s:,.0f} MB/s. "
-        f"Idle RSS dockyard / Distribution: {idle} MiB.",
+        f"Idle RSS of the largest process, dockyard / Distribution: {idle} MiB (target: dockyard under 80 MiB "
+        f"per worker: {'met' if report.idle_rss['dockyard'] < 80 * MiB else 'MISSED'}).",
         "",
         markdown_table(report.rows),
         "",

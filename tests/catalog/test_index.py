@@ -537,3 +537,30 @@ def test_help_lists_the_index_command() -> None:
     result = run_dockyard("index", "--help")
     assert result.returncode == 0
     assert "rebuild" in result.stdout
+
+
+async def test_cached_tag_lists_follow_changes_made_by_another_worker(
+    tmp_path: Path, aiohttp_client: ClientFactory
+) -> None:
+    """Two apps on one storage and one database, as two ``serve`` workers: each answers the tags list from its
+    own cache only while the repository row's version is unchanged, whoever changed it."""
+    writer = await aiohttp_client(create_app(catalog_settings(tmp_path)))
+    reader = await aiohttp_client(create_app(catalog_settings(tmp_path)))
+
+    async def listed(query: str = "") -> list[str]:
+        resp = await reader.get(f"/v2/team/app/tags/list{query}")
+        assert resp.status == 200
+        return list((await resp.json())["tags"])
+
+    first = await push_image(writer, "team/app", "a", {"a.txt": b"a"})
+    await push_image(writer, "team/app", "b", {"b.txt": b"b"})
+    assert await listed() == await listed() == ["a", "b"]  # the second answer comes from the cache
+    assert await listed("?n=1") == ["a"]
+    await push_image(writer, "team/app", "c", {"c.txt": b"c"})
+    assert await listed() == ["a", "b", "c"]
+    assert (await writer.delete("/v2/team/app/manifests/b")).status == 202  # a tag deleted
+    assert await listed() == ["a", "c"]
+    await push_image(writer, "team/app", "c", {"c.txt": b"moved"})  # a tag moved: same names
+    assert await listed() == ["a", "c"]
+    assert (await writer.delete(f"/v2/team/app/manifests/{first.digest}")).status == 202
+    assert await listed() == ["c"]
