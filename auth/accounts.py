@@ -203,6 +203,11 @@ class AccountStore:
             raise AccountError(str(exc)) from exc
         return cls(engine, bcrypt_rounds)
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine of the account database (what shares it, such as the login limits, uses it too)."""
+        return self._engine
+
     async def close(self) -> None:
         """Close every connection; the store is unusable afterwards."""
         await self._engine.dispose()

@@ -75,7 +75,7 @@ class Guard:
             lifetime=int(config.token_lifetime),
             refresh_lifetime=int(config.refresh_lifetime),
         )
-        limiter = LoginLimiter(config.login_failures, config.login_window)
+        limiter = LoginLimiter(accounts.engine, config.login_failures, config.login_window)  # shared by replicas
         return cls(settings, accounts, issuer, Policy(accounts, config), limiter)
 
     async def close(self) -> None:

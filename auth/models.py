@@ -11,6 +11,8 @@
                     the user or organization that owned it, as its images do in storage), visibility, description
     audit_events    id PK (increasing), at, actor, action, target, detail JSON; (target, id) indexed
     leases          name PK, holder, expires_at: one process at a time does a job (``gc``) among replicas
+    login_failures  id PK, key ('client:<address>' or 'account:<name>'), at; (key, at) and (at) indexed: the
+                    failed logins of the last window, shared by every worker and replica (``auth.ratelimit``)
 
 Deleting a namespace row deletes the user or organization, and with it their tokens and memberships; SQLite
 enforces that only with ``PRAGMA foreign_keys=ON`` (the store turns it on). Times are timezone-aware UTC on both
@@ -45,6 +47,7 @@ __all__ = [
     "AuditEventRow",
     "Base",
     "LeaseRow",
+    "LoginFailureRow",
     "MembershipRow",
     "NamespaceRow",
     "OrganizationRow",
@@ -55,6 +58,7 @@ __all__ = [
 
 NAME_LENGTH = 64
 REPOSITORY_NAME_LENGTH = 255
+FAILURE_KEY_LENGTH = 255
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -191,3 +195,14 @@ class LeaseRow(Base):
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
     holder: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime]
+
+
+class LoginFailureRow(Base):
+    """One failed login, counted under ``key`` (a client address or an account name, see ``auth.ratelimit``)."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index(None, "key", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(FAILURE_KEY_LENGTH))
+    at: Mapped[datetime] = mapped_column(index=True)

@@ -12,7 +12,9 @@ personal access token), or none for an anonymous token, answers::
 the caller may do; asking for more is never an error.
 
 Wrong credentials answer 401 after a delay that grows with recent failures; too many failures from one
-client or against one account answer 429 ``TOOMANYREQUESTS`` (``Retry-After``) without checking anything.
+client or against one account answer 429 ``TOOMANYREQUESTS`` (``Retry-After``) without checking anything; the
+failures are counted in the account database (``auth.ratelimit``), so while it can't be reached a login answers 503
+``UNAVAILABLE`` instead of being checked unlimited.
 Credentials never reach a log line (the access log records the path only).
 """
 

@@ -14,20 +14,24 @@ be ``-`` in a repository name)::
 
 Every handler calls one ``Catalog`` method (``app[catalog.keys.CATALOG]``) for the request's viewer
 (``catalog.viewer.viewer_of``: session cookie or HTTP Basic; anonymous otherwise). Errors are
-``{"error": {"code", "message"}}`` with the ``CatalogError``'s status; ``page``/``per_page`` that are not integers
+``{"error": {"code", "message"}}`` with the ``CatalogError``'s status (a database that can't be reached: 503
+``UNAVAILABLE`` with ``Retry-After``); ``page``/``per_page`` that are not integers
 in range (per_page at most 100) are 400. Private repositories the caller may not see answer 404, like unknown ones.
 A read-only personal access token may not PATCH or DELETE (403). Changes use PATCH and DELETE only, which a
-browser never sends cross-site without a CORS preflight (that this API does not grant): no CSRF through here.
+browser never sends cross-site without a CORS preflight (that this API does not grant): no CSRF through here; and
+with the session cookie they must come from this registry's origin (``catalog.web.origin``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from auth.database import is_unavailable
 from catalog import keys
 from catalog.errors import CatalogError, InvalidInput
 from catalog.openapi import (
@@ -54,8 +58,11 @@ from catalog.views import (
     TagSummary,
     Viewer,
 )
+from registry.errors import DATABASE_UNAVAILABLE, RETRY_AFTER
 
 __all__ = ["BASE", "RepositoryUpdate", "add_catalog_api"]
+
+log = logging.getLogger(__name__)
 
 BASE = "/api/v1/catalog"
 OPENAPI_PATH = "/api/v1/openapi.json"
@@ -88,6 +95,13 @@ def error_response(exc: CatalogError) -> web.Response:
     return web.json_response({"error": {"code": code, "message": str(exc)}}, status=exc.status, headers=headers)
 
 
+def unavailable_response(request: web.Request, exc: Exception) -> web.Response:
+    """503 ``UNAVAILABLE`` with ``Retry-After``: the database can't be reached right now (one log line)."""
+    log.warning("database unavailable on %s %s: %s", request.method, request.path, exc)
+    body = {"error": {"code": "UNAVAILABLE", "message": DATABASE_UNAVAILABLE}}
+    return web.json_response(body, status=503, headers={"Retry-After": RETRY_AFTER})
+
+
 def endpoint(handler: Handler, status: int = 200) -> Callable[[web.Request], Awaitable[web.Response]]:
     """Wrap a handler: find the catalog and the viewer, run, answer its model as JSON (204 for None)."""
 
@@ -97,6 +111,10 @@ def endpoint(handler: Handler, status: int = 200) -> Callable[[web.Request], Awa
             result = await handler(request, catalog, await viewer_of(request))
         except CatalogError as exc:
             return error_response(exc)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            return unavailable_response(request, exc)
         if result is None:
             return web.Response(status=204)
         return web.json_response(text=result.model_dump_json(), status=status)

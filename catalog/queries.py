@@ -33,7 +33,6 @@ from auth.models import MembershipRow, NamespaceRow, RepositoryRow, UserRow
 from auth.ratelimit import LoginLimiter, throttled
 from catalog import imagedetail
 from catalog.errors import Forbidden, InvalidInput, NotFound
-from catalog.markdown import render
 from catalog.models import IndexedBlobRow, IndexedManifestRow, IndexedRepositoryRow, IndexedTagRow
 from catalog.views import (
     ANONYMOUS,
@@ -73,10 +72,11 @@ class TagListener(Protocol):
     async def tag_deleted(self, name: str, tag: str) -> None: ...
 
 
-def _default_limiter() -> LoginLimiter:
-    """A limiter with the ``auth.login_failures``/``auth.login_window`` defaults (for a catalog without a guard)."""
+def _default_limiter(engine: AsyncEngine) -> LoginLimiter:
+    """A limiter in the database of ``engine`` with the ``auth.login_failures``/``auth.login_window`` defaults
+    (for a catalog without a guard)."""
     defaults = AuthSettings()
-    return LoginLimiter(defaults.login_failures, defaults.login_window)
+    return LoginLimiter(engine, defaults.login_failures, defaults.login_window)
 
 
 class Catalog:
@@ -84,7 +84,8 @@ class Catalog:
 
     ``index``: told of tag deletions (else the catalog removes the tag's row itself); ``deletes_enabled``: the
     registry's ``delete_enabled`` setting (a tag can't be deleted from the catalog when the API can't either);
-    ``limiter``: the failed-login limits (the app passes the guard's, shared with ``docker login``).
+    ``limiter``: the failed-login limits (the app passes the guard's, shared with ``docker login``; by default
+    limits with the default settings in ``engine``'s database, shared by every process on it).
     """
 
     def __init__(
@@ -102,7 +103,7 @@ class Catalog:
         self.accounts = accounts
         self.index = index
         self.deletes_enabled = deletes_enabled
-        self.limiter = limiter or _default_limiter()
+        self.limiter = limiter or _default_limiter(engine)
 
     # -- who asks -------------------------------------------------------------------------------------------
 
@@ -203,6 +204,8 @@ class Catalog:
         """A repository's page: summary, rendered description, unique and shared sizes, whether the viewer may
         edit it. ``unique_size`` counts the distinct blobs no other repository references, ``shared_size`` the
         others."""
+        from catalog.markdown import render  # markdown-it and nh3 load with the first repository page
+
         summary = await self.require_visible(viewer, name)
         async with self.engine.connect() as connection:
             unique, shared = (await connection.execute(_sizes(name))).one()

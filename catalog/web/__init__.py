@@ -1,7 +1,8 @@
 """The catalog's server-rendered web pages: ``add_web(app)`` registers them on the registry app.
 
 Modules: ``pages`` (read-only pages), ``forms`` (sign-in, sign-out, admin forms), ``sessions`` (signed session
-cookies), ``csrf`` (form tokens), ``render`` (templates, shared context, error pages). Templates live in
+cookies), ``csrf`` (form tokens), ``origin`` (changes made with the session cookie come from this site only),
+``render`` (templates, shared context, error pages). Templates live in
 ``templates/`` (Jinja2, autoescaped), the stylesheet and the copy-button script in ``static/``.
 
 URLs: ``/``, ``/search``, ``/u/{namespace}``, ``/r/{name}`` and its sub-pages after ``/-/`` (a name component
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from catalog import keys
 from catalog.web import forms, pages
+from catalog.web.origin import same_origin
 from catalog.web.render import PAGE_RESOURCES, STORE, page_errors, setup_templates
 from catalog.web.sessions import SessionStore, load_secret
 from registry import keys as registry_keys
@@ -62,7 +64,8 @@ def session_store(app: web.Application) -> SessionStore:
 
 def add_web(app: web.Application) -> None:
     """Register the pages, the static files, the session store (also under ``keys.SESSIONS``, for
-    ``viewer_of``) and the middleware that renders page errors. Call before the app starts."""
+    ``viewer_of``), the middleware that renders page errors and, inside it, the same-origin check of changes
+    made with the session cookie (pages and the catalog API). Call before the app starts."""
     setup_templates(app)
     app[STORE] = store = session_store(app)
     app[keys.SESSIONS] = store
@@ -77,3 +80,4 @@ def add_web(app: web.Application) -> None:
     resources.add(app.router.add_static("/static/", STATIC))
     app[PAGE_RESOURCES] = resources
     app.middlewares.append(page_errors)
+    app.middlewares.append(same_origin)

@@ -20,14 +20,27 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from auth.database import is_unavailable
 from catalog.errors import CatalogError
 from catalog.viewer import viewer_of
+from catalog.views import ANONYMOUS
 from catalog.web import csrf
 from catalog.web.sessions import SessionStore
 from registry import keys as registry_keys
+from registry.errors import RETRY_AFTER
 from registry.proxies import base_url
 
-__all__ = ["JINJA", "PAGE_RESOURCES", "STORE", "page_errors", "public_host", "render", "setup_templates"]
+__all__ = [
+    "JINJA",
+    "PAGE_RESOURCES",
+    "STORE",
+    "error_page",
+    "is_page",
+    "page_errors",
+    "public_host",
+    "render",
+    "setup_templates",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +60,9 @@ TITLES = {
     405: "Method not allowed",
     409: "Conflict",
     429: "Too many attempts",
+    503: "Temporarily unavailable",
 }
+UNAVAILABLE = "The registry's database can't be reached right now. Try again in a few seconds."
 
 
 # -- filters ----------------------------------------------------------------------------------------------------
@@ -132,10 +147,15 @@ def sign_in_enabled(request: web.Request) -> bool:
 
 
 async def _base_context(request: web.Request) -> dict[str, Any]:
+    return {**_offline_context(request), "viewer": await viewer_of(request)}
+
+
+def _offline_context(request: web.Request) -> dict[str, Any]:
+    """The shared context without the database: the viewer is anonymous (the header still shows the session)."""
     store = request.app[STORE]
     session = store.read(request)
     return {
-        "viewer": await viewer_of(request),
+        "viewer": ANONYMOUS,
         "session_user": session.user if session else None,
         "can_write": session is not None and not session.read_only,
         "csrf_token": csrf.session_token(store, session) if session else "",
@@ -153,21 +173,26 @@ def _secure_headers(response: web.StreamResponse) -> None:
     response.headers["Vary"] = "Cookie"
 
 
-async def render(request: web.Request, template: str, context: Mapping[str, Any], status: int = 200) -> web.Response:
-    """Render ``template`` with the shared context plus ``context`` into an HTML response."""
-    full = {**await _base_context(request), **context}
+async def render(
+    request: web.Request, template: str, context: Mapping[str, Any], status: int = 200, *, offline: bool = False
+) -> web.Response:
+    """Render ``template`` with the shared context plus ``context`` into an HTML response (``offline``: without
+    reading the database, for the page saying it is unavailable)."""
+    shared = _offline_context(request) if offline else await _base_context(request)
+    full = {**shared, **context}
     text = aiohttp_jinja2.render_string(template, request, full, app_key=JINJA)
     response = web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
     _secure_headers(response)
     return response
 
 
-async def error_page(request: web.Request, status: int, message: str) -> web.Response:
-    """The readable error page for ``status``. Rendering it must not fail again: without the shared context (say
-    the database is down) it shows the message alone."""
+async def error_page(request: web.Request, status: int, message: str, *, offline: bool = False) -> web.Response:
+    """The readable error page for ``status`` (``offline``: see :func:`render`). Rendering it must not fail again:
+    without the shared context it shows the message alone."""
     title = TITLES.get(status, "Something went wrong")
+    context = {"title": title, "message": message, "status": status}
     try:
-        return await render(request, "error.html", {"title": title, "message": message, "status": status}, status)
+        return await render(request, "error.html", context, status, offline=offline)
     except Exception:
         log.exception("error page for %s failed", request.path)
         response = web.Response(text=f"{status} {title}: {message}\n", status=status, content_type="text/plain")
@@ -178,7 +203,8 @@ async def error_page(request: web.Request, status: int, message: str) -> web.Res
 # -- errors -----------------------------------------------------------------------------------------------------
 
 
-def _is_page(request: web.Request) -> bool:
+def is_page(request: web.Request) -> bool:
+    """True for the page routes, and for unmatched paths outside the APIs (their errors are pages too)."""
     resource = request.match_info.route.resource
     if resource is None:  # nothing matched: a page unless the path belongs to an API
         return not request.path.startswith(NOT_PAGES)
@@ -190,8 +216,9 @@ async def page_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """On page routes (and unmatched paths outside the APIs): catalog errors, CSRF failures and HTTP errors become
-    error pages with their status; anything unexpected is logged and becomes a 500 page, never a traceback."""
-    if not _is_page(request):
+    error pages with their status; a database that can't be reached a 503 page with ``Retry-After`` (one log line);
+    anything else unexpected is logged and becomes a 500 page, never a traceback."""
+    if not is_page(request):
         return await handler(request)
     try:
         return await handler(request)
@@ -201,6 +228,16 @@ async def page_errors(
         if exc.status < 400:
             raise
         return await error_page(request, exc.status, exc.reason)
-    except Exception:
+    except Exception as exc:
+        if is_unavailable(exc):
+            return await unavailable_page(request, exc)
         log.exception("page %s %s failed", request.method, request.path)
         return await error_page(request, 500, "The page could not be shown because of an internal error.")
+
+
+async def unavailable_page(request: web.Request, exc: Exception) -> web.Response:
+    """503 with ``Retry-After``: the database is down (``auth.database.is_unavailable``); rendered without it."""
+    log.warning("database unavailable on %s %s: %s", request.method, request.path, exc)
+    response = await error_page(request, 503, UNAVAILABLE, offline=True)
+    response.headers["Retry-After"] = RETRY_AFTER
+    return response

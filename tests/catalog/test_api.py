@@ -12,14 +12,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
+from sqlalchemy.ext.asyncio import create_async_engine
 
 import catalog.api_files  # noqa: F401  (importing it registers the file browser's operations, as the app does)
-from auth.ratelimit import LoginLimiter
 from catalog import keys
 from catalog.api import BASE, add_catalog_api
 from catalog.openapi import REPOSITORY, TAG, Operation, add_operation, operations
 from catalog.views import DirectoryListing
 from tests.catalog.test_queries import PASSWORD, CatalogWorld, _push_image, close_world, open_world
+from tests.support.server import free_port
 
 Client = TestClient[Any, Any]
 ClientFactory = Callable[..., Awaitable[Client]]
@@ -155,7 +156,7 @@ async def test_read_only_token_cannot_change_anything(client: Client, world: Cat
 
 
 async def test_basic_credentials_are_throttled_like_docker_login(client: Client, world: CatalogWorld) -> None:
-    world.catalog.limiter = LoginLimiter(2, 60)
+    world.catalog.limiter.max_failures = 2
     for _ in range(2):  # wrong passwords are anonymous: public content, no error
         assert (await client.get(f"{BASE}/search", headers=basic("alice", "wrong-password"))).status == 200
     resp = await client.get(f"{REPOS}/acme/secret", headers=basic("alice"))  # even the right one, for now
@@ -224,3 +225,22 @@ async def test_openapi_document_is_valid_and_extensible(client: Client) -> None:
         from catalog import openapi
 
         openapi._OPERATIONS.pop(("get", files.path))
+
+
+async def test_a_database_outage_is_a_503_json_error_and_basic_fails_closed(
+    client: Client, world: CatalogWorld
+) -> None:
+    dead = create_async_engine(f"postgresql+asyncpg://dockyard@127.0.0.1:{free_port()}/accounts")
+    catalog = world.catalog
+    catalog.engine = dead
+    try:
+        for resp in (await client.get(f"{BASE}/search"), await client.get(f"{REPOS}/acme/app")):
+            assert "database" in await error_of(resp, 503, "UNAVAILABLE")
+            assert resp.headers["Retry-After"] == "5"
+        catalog.engine, catalog.limiter.engine = world.engine, dead  # only the failed-login limits are down
+        assert (await client.get(f"{BASE}/search")).status == 200
+        await error_of(await client.get(f"{BASE}/search", headers=basic("alice")), 503, "UNAVAILABLE")
+    finally:
+        catalog.engine = catalog.limiter.engine = world.engine
+        await dead.dispose()
+    assert (await client.get(f"{REPOS}/acme/secret", headers=basic("alice"))).status == 200

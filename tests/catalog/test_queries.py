@@ -133,7 +133,7 @@ async def open_world(url: str, *, with_accounts: bool = True) -> CatalogWorld:
     store = Store.build(MemoryDriver())
     world = CatalogWorld(engine, accounts if with_accounts else None, store, None)  # type: ignore[arg-type]
     # Generous failed-login limits, as the live-server tests' TOKEN_ENV: tests try wrong passwords on purpose.
-    world.catalog = Catalog(engine, store, world.accounts, index=world, limiter=LoginLimiter(100, 300))
+    world.catalog = Catalog(engine, store, world.accounts, index=world, limiter=LoginLimiter(engine, 100, 300))
     if not with_accounts:
         await accounts.close()
     return world

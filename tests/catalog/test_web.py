@@ -13,13 +13,29 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from catalog import keys
 from catalog.web import csrf
 from catalog.web.forms import FAILED, safe_next
+from catalog.web.origin import cross_origin, origin_of
 from catalog.web.render import ago, human_size, short_digest, url_path, with_query
 from catalog.web.sessions import COOKIE, KEY_FILE, LIFETIME, SessionStore, load_secret
-from tests.catalog.conftest import PASSWORDS, Client, auth_headers, push_artifact, push_image, push_index
+from registry import keys as registry_keys
+from registry.config import Settings
+from tests.catalog.conftest import (
+    PASSWORDS,
+    Client,
+    app_of,
+    auth_headers,
+    basic,
+    catalog_settings,
+    engine_of,
+    push_artifact,
+    push_image,
+    push_index,
+)
+from tests.support.server import free_port
 
 SECRET = b"k" * 32
 
@@ -551,3 +567,142 @@ async def test_failed_sign_ins_are_throttled_like_docker_login(token_catalog_cli
     refused = await sign_in(c, "alice", status=429)  # even the right password, until the window passes
     assert int(refused.headers["Retry-After"]) >= 1
     assert "Too many failed sign-ins" in await refused.text()
+
+
+# -- a database that can't be reached ---------------------------------------------------------------------------
+
+
+def unreachable_engine() -> AsyncEngine:
+    """An engine on a PostgreSQL port nothing listens on: every query fails as during an outage."""
+    return create_async_engine(f"postgresql+asyncpg://dockyard@127.0.0.1:{free_port()}/accounts")
+
+
+async def test_a_database_outage_is_a_503_page_and_sign_in_fails_closed(token_catalog_client: Client) -> None:
+    from auth.guard import GUARD
+
+    c = token_catalog_client
+    app = app_of(c)
+    await sign_in(c, "alice")
+    dead = unreachable_engine()
+    catalog, limiter = app[keys.CATALOG], app[GUARD].limiter
+    catalog.engine, limiter.engine = dead, dead
+    try:
+        for signed_in in (True, False):
+            for path in ("/", "/search?q=app", "/r/alice/app"):
+                resp = await c.get(path)
+                page = await resp.text()
+                assert (resp.status, resp.content_type, resp.headers["Retry-After"]) == (503, "text/html", "5")
+                assert "Temporarily unavailable" in page
+                assert "can&#39;t be reached right now" in page
+                assert ("Signed in as" in page) is signed_in  # the header still knows the session
+            c.session.cookie_jar.clear()
+        login_page = await html(c, "/login")  # the form itself needs no database
+        form = {"username": "alice", "password": PASSWORDS["alice"], "csrf_token": form_token(login_page)}
+        signed = await c.post("/login", data=form, allow_redirects=False)
+        assert signed.status == 503  # no unlimited guessing while the limits can't be read
+        token = await c.get("/auth/token", params={"service": "dockyard"}, headers=basic("alice"))
+        assert (token.status, token.headers["Retry-After"]) == (503, "5")
+        api = await c.get("/api/v1/catalog/home")
+        assert (api.status, api.headers["Retry-After"]) == (503, "5")
+        assert (await api.json())["error"]["code"] == "UNAVAILABLE"
+    finally:
+        catalog.engine, limiter.engine = engine_of(c), app[GUARD].accounts.engine
+        await dead.dispose()
+    assert "Signed in as" not in await html(c, "/")  # back to normal
+
+
+# -- the same-origin check --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "same"),
+    [
+        ("https://registry.example", "https://REGISTRY.example:443/r/x?y=1", True),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000/", True),
+        ("http://registry.example", "https://registry.example", False),
+        ("http://registry.example:8080", "http://registry.example", False),
+        ("http://[::1]:5000", "http://[::1]:5000/path", True),
+    ],
+)
+def test_origins_compare_by_scheme_host_and_port(left: str, right: str, same: bool) -> None:
+    assert (origin_of(left) == origin_of(right)) is same
+    assert origin_of(left) is not None
+
+
+@pytest.mark.parametrize("value", ["null", "", "ftp://registry.example", "http://", "http://host:99999", "/relative"])
+def test_values_without_an_origin_never_match(value: str) -> None:
+    assert origin_of(value) is None
+
+
+def origin_request(settings: Settings, headers: dict[str, str]) -> web.Request:
+    app = web.Application()
+    app[registry_keys.SETTINGS] = settings
+    return make_mocked_request("POST", "/logout", headers={"Host": "10.0.0.5:5000", **headers}, app=app)
+
+
+def test_the_origin_is_the_configured_public_url_when_there_is_one(tmp_path: Path) -> None:
+    settings = catalog_settings(tmp_path, token=True)
+    public = settings.model_copy(
+        update={"auth": settings.auth.model_copy(update={"public_url": "https://reg.example"})}
+    )
+    assert not cross_origin(origin_request(settings, {"Origin": "http://10.0.0.5:5000"}))
+    assert cross_origin(origin_request(public, {"Origin": "http://10.0.0.5:5000"}))
+    assert not cross_origin(origin_request(public, {"Origin": "https://reg.example"}))
+    assert not cross_origin(origin_request(public, {}))
+
+
+CROSS_SITE = [
+    {"Origin": "https://evil.example"},
+    {"Origin": "null"},
+    {"Referer": "https://evil.example/r/alice/app"},
+    {"Origin": "https://evil.example", "Referer": "{own}/r/alice/app"},  # the Origin decides when both are sent
+    {"Origin": "{own}:81"},
+]
+
+
+def own_origin(client: Client) -> str:
+    return str(client.make_url("/")).rstrip("/")
+
+
+async def test_session_forms_from_another_origin_are_refused(token_catalog_client: Client) -> None:
+    c = token_catalog_client
+    await push_as(c, "alice", "alice/app", "v1")
+    await sign_in(c, "alice")
+    own = own_origin(c)
+    token = form_token(await html(c, "/r/alice/app"))
+    for headers in CROSS_SITE:
+        sent = {name: value.format(own=own) for name, value in headers.items()}
+        resp = await c.post(
+            "/r/alice/app/-/description", data={"description": "forged", "csrf_token": token}, headers=sent
+        )
+        assert resp.status == 403, sent
+        assert "sent from another site" in await resp.text()
+        assert (await c.post("/logout", data={"csrf_token": token}, headers=sent)).status == 403
+    for same in ({"Origin": own}, {"Referer": f"{own}/r/alice/app"}, {}):  # neither header: a non-browser client
+        resp = await c.post(
+            "/r/alice/app/-/description", data={"description": "mine", "csrf_token": token}, headers=same
+        )
+        assert resp.status == 200, same  # followed the redirect back to the page
+    page = await html(c, "/r/alice/app")
+    assert "forged" not in page
+    assert "Signed in as" in page
+
+
+async def test_session_api_changes_from_another_origin_are_refused(token_catalog_client: Client) -> None:
+    c = token_catalog_client
+    await push_as(c, "alice", "alice/app", "v1")
+    await sign_in(c, "alice")
+    own, api = own_origin(c), "/api/v1/catalog/repositories/alice/app"
+    for headers in CROSS_SITE:
+        sent = {name: value.format(own=own) for name, value in headers.items()}
+        patched = await c.patch(api, json={"description": "forged"}, headers=sent)
+        deleted = await c.delete(f"{api}/-/tags/v1", headers=sent)
+        for resp in (patched, deleted):
+            assert resp.status == 403, sent
+            assert (await resp.json())["error"]["code"] == "FORBIDDEN"
+    assert (await c.get(api, headers={"Origin": "https://evil.example"})).status == 200  # reading changes nothing
+    assert (await c.patch(api, json={"description": "mine"}, headers={"Origin": own})).status == 200
+    c.session.cookie_jar.clear()  # Basic credentials are not the cookie: a browser never sends them on its own
+    resp = await c.patch(api, json={"description": "basic"}, headers={"Origin": "https://x.example", **basic("alice")})
+    assert resp.status == 200
+    assert (await (await c.get(api)).json())["summary"]["description"] == "basic"
