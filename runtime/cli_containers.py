@@ -190,13 +190,14 @@ def stream_logs(container: Container) -> str:
 
 
 def attach(store: ContainerStore, container: Container, interactive: bool) -> int:
-    """Start ``container``, stream its output, and return its exit code."""
+    """Start ``container``, stream its output, and return its exit code (its rootfs unmounted by then)."""
     started = store.start(container, interactive=interactive)
     if started.stdin is not None:
         copy_stdin(started.stdin)
     with signals_forwarded(container):
         last_error = stream_logs(container)
         status = wait(container.dir)
+    store.release(container)
     if status.error and status.error.strip() not in last_error:  # runc may have said it already
         click.echo(f"dockyard: {status.error}".splitlines()[0], err=True)
     return 125 if status.exit_code is None else status.exit_code

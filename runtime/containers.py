@@ -7,7 +7,8 @@ Layout under the runtime root (the image store shares it: ``blobs/``, ``images.j
     root/layers/<chain-id hex>.lock      flock'ed while that layer is unpacked
     root/containers/<id>/state.json      the supervisor's fields and, under "container", the record of this module
     root/containers/<id>/config.json     the OCI runtime spec (the container dir is runc's bundle)
-    root/containers/<id>/rootfs/         the overlay mount: lowerdir = layer dirs, upper/ and work/ beside it
+    root/containers/<id>/rootfs/         the overlay mount: lowerdir = layer dirs, upper/ and work/ beside it;
+                                         mounted while the container is created and while it runs, never after
     root/containers/<id>/lower/<n>       short symlinks to the layer dirs (top-most is 0), so the mount options of a
                                          long chain fit in one page: the mount is made from inside lower/
     root/containers/.lock                flock'ed while a name is taken
@@ -23,7 +24,6 @@ User mistakes raise :class:`ContainerError` (one line); failures of dockyard its
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import hashlib
 import json
@@ -42,6 +42,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from runtime.imagestore import OCI_CONFIG, OCI_LAYER_GZIP, ImageRecord, ImageStore, LayerInfo
+from runtime.mounts import is_mounted, mount_overlay, rootfs_lock, unmount
 from runtime.network import (
     PortMapping,
     allocate_ip,
@@ -56,7 +57,17 @@ from runtime.network import (
     switch_name,
 )
 from runtime.ocirt import INHERIT, OciRuntimeError, Runc, Stdio
-from runtime.spec import ETC_FILES, RunOptions, VolumeMount, build_spec, exec_process, merge_env, write_spec
+from runtime.spec import (
+    ETC_FILES,
+    RunOptions,
+    VolumeMount,
+    build_spec,
+    check_in_rootfs,
+    check_options,
+    exec_process,
+    merge_env,
+    write_spec,
+)
 from runtime.supervisor import (
     ContainerStatus,
     Supervised,
@@ -70,19 +81,16 @@ from runtime.supervisor import (
     wait,
 )
 from runtime.users import secure_join
-from runtime.volumes import VOLUME_NAME_RE, VolumeError, VolumeStore, check_volume_name
+from runtime.volumes import VOLUME_NAME_RE, Volume, VolumeError, VolumeStore, check_volume_name
 
 if TYPE_CHECKING:  # the layer modules (tarfile, gzip, logging) load only when a layer is unpacked or written
     from runtime.layerdiff import LayerDigests
 
-OVERLAY_OPTIONS = "redirect_dir=off,metacopy=off"
 RUNC_MOUNTPOINTS = (*(f"etc/{name}" for name in ETC_FILES), "proc", "dev", "sys")
 NAME_RE = VOLUME_NAME_RE  # docker's container names follow the same grammar
 KILL_WAIT = 30.0
-_MNT_DETACH = 2
 _ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid", "merry", "quiet", "swift")
 _NOUNS = ("turing", "hopper", "lovelace", "ritchie", "thompson", "knuth", "liskov", "torvalds", "wirth", "kay")
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class ContainerError(Exception):
@@ -136,50 +144,18 @@ class LayerCache:
         return target
 
 
-# -- overlay -------------------------------------------------------------------------------------
+def make_dirs(path: Path) -> list[Path]:
+    """``mkdir -p path``; the directories this call created, top-most first (``[]`` when it existed)."""
+    missing = [p for p in (path, *path.parents) if not os.path.lexists(p)]
+    path.mkdir(parents=True, exist_ok=True)
+    return missing[::-1]
 
 
-def _check(result: int, what: str, path: Path) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what} {path}: {os.strerror(err)}")
-
-
-def is_mounted(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> bool:
-    """True when something is mounted exactly at ``path``."""
-    wanted = str(path.absolute())
-    for line in mountinfo.read_text().splitlines():
-        fields = line.split()
-        if len(fields) > 4 and fields[4].replace("\\040", " ") == wanted:
-            return True
-    return False
-
-
-def mount_overlay(target: Path, lowers: Sequence[Path], upper: Path, work: Path, links: Path) -> None:
-    """Mount an overlay on ``target``: ``lowers`` top-most first, through short symlinks in ``links``."""
-    shutil.rmtree(links, ignore_errors=True)
-    links.mkdir(parents=True)
-    for index, lower in enumerate(lowers):
-        (links / str(index)).symlink_to(lower.absolute())
-    for folder in (upper, work, target):
-        folder.mkdir(parents=True, exist_ok=True)
-    names = ":".join(str(i) for i in range(len(lowers)))
-    data = f"lowerdir={names},upperdir={upper.absolute()},workdir={work.absolute()},{OVERLAY_OPTIONS}"
-    previous = os.getcwd()
-    os.chdir(links)  # relative lower dirs keep the options within one page
-    try:
-        result = _libc.mount(b"overlay", str(target.absolute()).encode(), b"overlay", 0, data.encode())
-        _check(result, "cannot mount the overlay on", target)
-    finally:
-        os.chdir(previous)
-
-
-def unmount(target: Path) -> None:
-    """Unmount ``target`` if mounted (lazily when busy); OSError when it stays mounted."""
-    if not is_mounted(target):
-        return
-    if _libc.umount2(str(target.absolute()).encode(), 0) != 0:
-        _check(_libc.umount2(str(target.absolute()).encode(), _MNT_DETACH), "cannot unmount", target)
+def remove_empty_dirs(created: Sequence[Path]) -> None:
+    """Undo :func:`make_dirs`: remove ``created`` deepest first, keeping any that is no longer empty."""
+    for folder in reversed(created):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 # -- records -------------------------------------------------------------------------------------
@@ -270,6 +246,21 @@ def parse_volume(text: str) -> VolumeSpec:
     return VolumeSpec(source, destination, mode == "ro")
 
 
+def check_container_name(name: str) -> str:
+    """``name`` when docker would accept it as a container name, else :class:`ContainerError`."""
+    if not NAME_RE.fullmatch(name):
+        raise ContainerError(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    return name
+
+
+def wanted_volumes(image_config: dict[str, Any], specs: Sequence[VolumeSpec]) -> list[VolumeSpec]:
+    """``specs`` (the ``-v`` options) and an anonymous volume for each of the image's ``Volumes`` that no spec
+    covers, in that order."""
+    covered = {str(PurePosixPath(spec.destination)) for spec in specs}
+    image_volumes = sorted(image_config.get("Volumes") or {})
+    return [*specs, *(VolumeSpec(None, dest) for dest in image_volumes if dest not in covered)]
+
+
 def parse_signal(text: str) -> int:
     """A signal number from ``9``, ``KILL`` or ``SIGKILL``; :class:`ContainerError` when unknown."""
     if text.isdigit():
@@ -341,9 +332,7 @@ class ContainerStore:
     def _free_name(self, name: str | None) -> str:
         taken = {c.name for c in self.all()}
         if name is not None:
-            if not NAME_RE.fullmatch(name):
-                raise ContainerError(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-            if name in taken:
+            if check_container_name(name) in taken:
                 raise ContainerError(f"the container name {name!r} is already in use: remove it or choose another")
             return name
         while True:
@@ -362,10 +351,20 @@ class ContainerStore:
         ports: Sequence[PortMapping] = (),
     ) -> Container:
         """Create a container of the local ``image``: rootfs mounted, volumes ready, runtime spec written;
-        ``ports`` are published (through the port proxy) whenever it runs."""
+        ``ports`` are published (through the port proxy) whenever it runs.
+
+        All or nothing: the options, the name and the volume destinations are checked before anything is
+        created, the user and working directory right after the mount, before any volume or host directory is
+        made; any failure after that undoes every step (unmount, container dir and record, network namespaces,
+        the volumes and bind source directories made for it). User mistakes raise :class:`ContainerError`,
+        ``SpecError``, ``UserError`` or ``VolumeError``."""
         config = self.images.image_config(image.config_digest)
         layers = self.images.layers(image.config_digest)
         image_config: dict[str, Any] = config.get("config") or {}
+        if name is not None:
+            check_container_name(name)
+        wanted = wanted_volumes(image_config, volumes)
+        check_options(image_config, opts, [spec.destination for spec in wanted])
         with self._names_lock():
             cid = secrets.token_hex(32)
             container = Container(
@@ -391,11 +390,11 @@ class ContainerStore:
                 )
             container.dir.mkdir(mode=0o700)
             self._save(container)
-        try:
-            return self._prepare(container, layers, image_config, opts, volumes)
-        except BaseException:
-            self._destroy(container)
-            raise
+        with contextlib.ExitStack() as undo:  # each step adds its undo; they run (last first) unless all succeed
+            undo.callback(self._destroy, container)
+            prepared = self._prepare(container, layers, image_config, opts, wanted, undo)
+            undo.pop_all()
+        return prepared
 
     def _save(self, container: Container) -> None:
         update_state(container.dir, container=container.to_json())
@@ -407,10 +406,12 @@ class ContainerStore:
         image_config: dict[str, Any],
         opts: RunOptions,
         volumes: Sequence[VolumeSpec],
+        undo: contextlib.ExitStack,
     ) -> Container:
         self.layers.ensure(layers)
         self.mount(container)
-        mounts, container = self._volume_mounts(container, image_config, volumes)
+        check_in_rootfs(image_config, opts, container.rootfs)
+        mounts, container = self._volume_mounts(container, volumes, undo)
         netns_path = None
         if container.switch and container.ip:
             with self._names_lock():
@@ -428,21 +429,19 @@ class ContainerStore:
         return container
 
     def _volume_mounts(
-        self, container: Container, image_config: dict[str, Any], specs: Sequence[VolumeSpec]
+        self, container: Container, wanted: Sequence[VolumeSpec], undo: contextlib.ExitStack
     ) -> tuple[tuple[VolumeMount, ...], Container]:
-        """Binds, named and anonymous volumes (``-v`` and the image's ``Volumes``), recorded in the container."""
-        wanted = list(specs)
-        covered = {str(PurePosixPath(spec.destination)) for spec in specs}
-        wanted += [VolumeSpec(None, dest) for dest in sorted(image_config.get("Volumes") or {}) if dest not in covered]
+        """Binds, named and anonymous volumes (:func:`wanted_volumes`), recorded in the container; what is made
+        here (volumes, missing bind source directories) is removed again by ``undo``."""
         mounts: list[VolumeMount] = []
         named: list[str] = []
         anonymous: list[str] = []
         for spec in wanted:
             if spec.is_bind:
                 source = Path(str(spec.source))
-                source.mkdir(parents=True, exist_ok=True)  # as docker does for a missing host dir
+                undo.callback(remove_empty_dirs, make_dirs(source))  # docker makes a missing host dir too
             else:
-                volume = self.volumes.create(spec.source)
+                volume = self._volume_for(container, spec.source, undo)
                 (named if spec.source else anonymous).append(volume.name)
                 source = volume.mountpoint
                 self._copy_image_content(container, spec.destination, source)
@@ -450,6 +449,21 @@ class ContainerStore:
         container = replace(container, volumes=tuple(named), anonymous_volumes=tuple(anonymous))
         self._save(container)
         return tuple(mounts), container
+
+    def _volume_for(self, container: Container, name: str | None, undo: contextlib.ExitStack) -> Volume:
+        """Volume ``name`` (None: a new anonymous one), created when missing; one created here is removed by
+        ``undo`` unless another container uses it by then."""
+        if name is not None and self.volumes.exists(name):
+            return self.volumes.get(name)
+        volume = self.volumes.create(name)
+        undo.callback(self._forget_volume, volume.name, container.id)
+        return volume
+
+    def _forget_volume(self, name: str, owner: str) -> None:
+        """Remove volume ``name``, made for container ``owner``, unless another container uses it."""
+        if not any(c.id != owner for c in self.volume_users(name)):
+            with contextlib.suppress(VolumeError):
+                self.volumes.remove(name)
 
     def _copy_image_content(self, container: Container, destination: str, volume: Path) -> None:
         """Fill an empty volume with what the image has at ``destination`` (docker's copy-up)."""
@@ -470,12 +484,42 @@ class ContainerStore:
 
     # -- lifecycle --
 
+    @contextlib.contextmanager
+    def _rootfs_lock(self, container: Container) -> Iterator[None]:
+        with rootfs_lock(container.dir):
+            yield
+
+    def _unmount_ended(self, container: Container) -> None:
+        if not container.is_running():
+            unmount(container.rootfs)
+
+    def release(self, container: Container) -> None:
+        """Unmount the rootfs of a container that has ended (no-op while it runs, when it is not mounted or
+        when the container is gone): a container that is not running holds no mount; :meth:`start` mounts
+        it again. Call it once the container has exited (``wait``)."""
+        if container.dir.is_dir():
+            with self._rootfs_lock(container):
+                self._unmount_ended(container)
+
     def start(self, container: Container, *, interactive: bool = False) -> Supervised:
         """Start the container under a supervisor; returns once it runs (or failed to start). Its published
-        ports are bound first (``PortInUseError`` when one is taken), then served by its port proxy."""
-        if container.is_running():
-            raise ContainerError(f"container {container.name} is already running")
-        self.mount(container)
+        ports are bound first (``PortInUseError`` when one is taken), then served by its port proxy. The
+        rootfs is mounted for the run, and unmounted again when the container did not start."""
+        with self._rootfs_lock(container):
+            if container.is_running():
+                raise ContainerError(f"container {container.name} is already running")
+            self.mount(container)
+            try:
+                started = self._supervise(container, interactive)
+            except BaseException:
+                self._unmount_ended(container)
+                raise
+            if started.status.exited:
+                self._unmount_ended(container)
+            return started
+
+    def _supervise(self, container: Container, interactive: bool) -> Supervised:
+        """Bind the published ports, start the supervisor and, once the container runs, its port proxy."""
         mappings = container.port_mappings()
         stop_proxy(container.dir)  # a proxy of an earlier run that has not noticed the exit yet
         listeners = bind_listeners(mappings)
@@ -494,9 +538,10 @@ class ContainerStore:
                 sock.close()
 
     def stop(self, container: Container, timeout: float = 10.0) -> ContainerStatus:
-        """The image's StopSignal, then SIGKILL after ``timeout`` seconds; the final status."""
+        """The image's StopSignal, then SIGKILL after ``timeout`` seconds; the final status (rootfs unmounted)."""
         if not container.is_running():
             stop_proxy(container.dir)
+            self.release(container)
             return container.status()
         with contextlib.suppress(SupervisorError, OciRuntimeError):  # it may have just exited
             send_signal(container.dir, parse_signal(container.stop_signal))
@@ -508,6 +553,7 @@ class ContainerStore:
             return wait(container.dir, timeout=KILL_WAIT)
         finally:
             stop_proxy(container.dir)
+            self.release(container)
 
     def kill(self, container: Container, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the container's init process."""

@@ -252,12 +252,19 @@ def working_dir(image_config: Mapping[str, Any], opts: RunOptions) -> str:
     return _absolute_path(str(workdir), "working directory")
 
 
+def workdir_in(rootfs: Path, workdir: str) -> Path:
+    """Where ``workdir`` is inside ``rootfs`` (never outside); :class:`SpecError` when it or one of its parents is
+    something other than a directory in the image. Reads only."""
+    target = secure_join(rootfs, workdir)
+    deepest = next(path for path in (target, *target.parents) if path.exists())  # "/" exists at the latest
+    if not deepest.is_dir():
+        raise SpecError(f"the working directory {workdir!r} is not a directory in the image")
+    return target
+
+
 def ensure_workdir(rootfs: Path, workdir: str) -> None:
     """Create ``workdir`` inside ``rootfs`` (0755, root-owned, as docker) unless it exists; never escapes."""
-    target = secure_join(rootfs, workdir)
-    if target.exists() and not target.is_dir():
-        raise SpecError(f"the working directory {workdir!r} is not a directory in the image")
-    target.mkdir(mode=0o755, parents=True, exist_ok=True)
+    workdir_in(rootfs, workdir).mkdir(mode=0o755, parents=True, exist_ok=True)
 
 
 def host_bounding_set(status: Path = Path("/proc/self/status")) -> frozenset[int]:
@@ -386,13 +393,20 @@ def _bind(source: Path, destination: str, readonly: bool) -> dict[str, Any]:
     }
 
 
+def mount_destination(destination: str) -> str:
+    """The container path of a volume or bind, normalised; :class:`SpecError` unless it is absolute, free of
+    ``..`` and not ``/``."""
+    checked = _absolute_path(destination, "mount destination")
+    if checked == "/":
+        raise SpecError("invalid mount destination '/': cannot mount over the root")
+    return checked
+
+
 def user_mounts(opts: RunOptions) -> list[dict[str, Any]]:
     """Volumes and binds, checked, parents before children (docker sorts by path depth)."""
     mounts = []
     for mount in opts.mounts:
-        destination = _absolute_path(mount.destination, "mount destination")
-        if destination == "/":
-            raise SpecError("invalid mount destination '/': cannot mount over the root")
+        destination = mount_destination(mount.destination)
         if not mount.source.is_absolute() or not mount.source.exists():
             raise SpecError(f"bind source path does not exist: {mount.source}")
         mounts.append(_bind(mount.source, destination, mount.readonly))
@@ -413,10 +427,15 @@ def mounts(user: list[dict[str, Any]], etc_files: Mapping[str, Path], read_only:
     return result + user
 
 
-def namespaces(network: str, netns_path: str | None) -> list[dict[str, str]]:
-    """pid, mount, uts, ipc and the network namespace the mode asks for (module docstring)."""
+def check_network(network: str) -> None:
+    """:class:`SpecError` unless ``network`` is one of :data:`NETWORK_MODES`."""
     if network not in NETWORK_MODES:
         raise SpecError(f"invalid network mode {network!r}: expected none, host or bridge")
+
+
+def namespaces(network: str, netns_path: str | None) -> list[dict[str, str]]:
+    """pid, mount, uts, ipc and the network namespace the mode asks for (module docstring)."""
+    check_network(network)
     if (network == "bridge") != (netns_path is not None):
         raise SpecError("a network namespace path is needed with bridge networking, and only with it")
     result = [{"type": kind} for kind in ("pid", "mount", "uts", "ipc")]
@@ -490,6 +509,26 @@ def linux_section(opts: RunOptions, container_id: str, netns_path: str | None) -
         "resources": resources(opts),
         "cgroupsPath": cgroups_path(opts.cgroup_parent, container_id),
     }
+
+
+def check_options(image_config: Mapping[str, Any], opts: RunOptions, destinations: Sequence[str] = ()) -> None:
+    """Every check of :func:`build_spec` that needs neither the container's files nor anything created for it:
+    the command, the working directory's syntax, the mount ``destinations`` (and those of ``opts.mounts``), the
+    memory limits and the network mode. Run it before creating anything for a container, so that these
+    mistakes leave nothing behind. :class:`SpecError`; no side effect."""
+    process_args(image_config, opts)
+    working_dir(image_config, opts)
+    for destination in (*destinations, *(mount.destination for mount in opts.mounts)):
+        mount_destination(destination)
+    memory_resources(opts.memory, opts.memory_swap)
+    check_network(opts.network)
+
+
+def check_in_rootfs(image_config: Mapping[str, Any], opts: RunOptions, rootfs: Path) -> None:
+    """The checks of :func:`build_spec` that read the image's files in the mounted ``rootfs``: the user exists
+    (:class:`runtime.users.UserError`) and the working directory is not a file (:class:`SpecError`). Reads only."""
+    resolve_user(rootfs, opts.user or str(image_config.get("User") or ""))
+    workdir_in(rootfs, working_dir(image_config, opts))
 
 
 def build_spec(

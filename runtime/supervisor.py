@@ -52,6 +52,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO, NamedTuple
 
+from runtime.mounts import ROOTFS, rootfs_lock, unmount
 from runtime.ocirt import OciRuntime, OciRuntimeError, StartError, exit_code, failure_in_log, runtime_named
 
 STATE_NAME = "state.json"
@@ -525,6 +526,20 @@ class _Supervisor:
                     self.runtime.delete(self.id, force=True)
             self.log.close()
         update_state(self.dir, **end)
+        self._close_ready()  # a caller of supervise waiting for the start sees the end first
+        self._release_rootfs()
+
+    def _close_ready(self) -> None:
+        if self.ready_fd is not None:
+            os.close(self.ready_fd)
+            self.ready_fd = None
+
+    def _release_rootfs(self) -> None:
+        """Unmount the root filesystem of the ended container, unless a new start runs it already (a container
+        that is not running holds no mount; a failure here is left to ``rm``)."""
+        with contextlib.suppress(OSError), rootfs_lock(self.dir):
+            if read_state(self.dir).get("status") != "running":
+                unmount(self.dir / ROOTFS)
 
     def _tell_ready(self) -> None:
         """Tell the caller of :func:`supervise` that the container runs (its pipe then ends)."""
