@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from auth.database import WRITE, insert
 from catalog.describe import ManifestFacts, describe
 from catalog.models import IndexedBlobRow, IndexedManifestRow, IndexedRepositoryRow, IndexedTagRow
+from catalog.reads import reads_for
 from catalog.snapshot import RepositorySnapshot, snapshot
 from registry.reference import Digest
 from registry.store import Store
@@ -127,6 +128,7 @@ class Index:
             OrderedDict()
         )
         self._tag_names_held = 0
+        self._reads = reads_for(engine)
         self._push_lock = asyncio.Lock()
 
     # -- events from the registry (never raise) --------------------------------------------------------------
@@ -167,6 +169,7 @@ class Index:
 
     async def close(self) -> None:
         """Stop the timers and write pending pull counts. The engine stays open (its owner disposes it)."""
+        self._reads.close()
         if self._repairer is not None:
             self._repairer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -192,8 +195,8 @@ class Index:
         """Indexed repository names sorted lexically (byte order on both databases), those after ``after``
         only, at most ``limit``."""
         query = _window(select(R.c.name), self._bytewise(R.c.name), after, limit)
-        async with self.engine.connect() as connection:
-            return list((await connection.scalars(query)).all())
+        (rows,) = await self._reads.run([query])
+        return [row[0] for row in rows]
 
     async def tag_names(self, name: str, after: str | None = None, limit: int | None = None) -> list[str] | None:
         """The tags of repository ``name`` sorted lexically (byte order), after ``after``, at most ``limit``; None
@@ -203,19 +206,21 @@ class Index:
         ``pushed_at`` and ``tag_count``. Every change to a repository's tag names changes one of them (a new
         tag moves ``pushed_at`` forward, deletions lower ``tag_count``, a recreated repository has a new
         ``created_at``; a tag moved to another manifest keeps its name), so one single-row query tells whether the
-        cached list is still the list, in this process or after a write by any other."""
-        async with self.engine.connect() as connection:
-            stamp = (await connection.execute(_version_query(name))).first()
-            if stamp is None:
-                return None
-            key, version = (name, after, limit), tuple(stamp)
-            cached = self._tag_lists.get(key)
-            if cached is not None and cached[0] == version:
+        cached list is still the list, in this process or after a write by any other. Both go through
+        :mod:`catalog.reads` (one round trip each)."""
+        key = (name, after, limit)
+        cached = self._tag_lists.get(key)
+        if cached is not None:
+            (stamp,) = await self._reads.run([_version_query(name)])
+            if stamp and stamp[0] == cached[0]:
                 self._tag_lists.move_to_end(key)
                 return cached[1]
-            query = _window(select(T.c.name).where(T.c.repository == name), self._bytewise(T.c.name), after, limit)
-            tags = list((await connection.scalars(query)).all())
-        self._cache_tags(key, version, tags)
+        query = _window(select(T.c.name).where(T.c.repository == name), self._bytewise(T.c.name), after, limit)
+        stamp, rows = await self._reads.run([_version_query(name), query])  # one snapshot
+        if not stamp:
+            return None
+        tags = [row[0] for row in rows]
+        self._cache_tags(key, stamp[0], tags)
         return tags
 
     def _cache_tags(self, key: tuple[str, str | None, int | None], version: tuple[Any, ...], tags: list[str]) -> None:

@@ -5,6 +5,10 @@ requests: one small image, then its manifest PUT under ``plan.tags`` tags; and f
 two cross-repository blob mounts and a manifest PUT. Listings follow ``Link`` headers (``_catalog`` asks for
 ``n=1000`` per page, the most Distribution 2.8.2 allows by default) and are checked for their length; their
 latency is the time of every page.
+
+Scale: before the population grows past :data:`~bench.sidebyside.plan.SCALE_SMALL` entries, the first page of
+``SCALE_SMALL`` entries is timed; the same page is timed again on the full population (kind ``scale``: it must stay
+flat, see :mod:`.targets`).
 """
 
 from __future__ import annotations
@@ -13,13 +17,13 @@ import asyncio
 import http.client
 import json
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from bench.s3_push_pull import BenchError
 from bench.sidebyside.api import OCI_MANIFEST, Api, SmallImage, digest_of, for_each
 from bench.sidebyside.load import run_load
-from bench.sidebyside.plan import Plan
+from bench.sidebyside.plan import SCALE_SMALL, Plan
 from bench.sidebyside.runner import Measurement, Row, Workload, run_row
 from bench.sidebyside.servers import Registry
 
@@ -63,9 +67,9 @@ def manifest_rows(registries: Sequence[Registry], plan: Plan) -> list[Row]:
     return rows
 
 
-def _list_ms(registry: Registry, path: str, key: str, expected: int) -> float:
-    """Fetch every page of a listing on one connection (opened untimed); the milliseconds; at least ``expected``
-    entries or :class:`BenchError`."""
+def _list_ms(registry: Registry, path: str, key: str, expected: int, *, follow: bool = True) -> float:
+    """Fetch every page of a listing (only the first unless ``follow``) on one connection (opened untimed); the
+    milliseconds; at least ``expected`` entries or :class:`BenchError`."""
     conn = http.client.HTTPConnection("127.0.0.1", registry.port, timeout=600)
     conn.connect()
     entries = 0
@@ -80,7 +84,7 @@ def _list_ms(registry: Registry, path: str, key: str, expected: int) -> float:
                 raise BenchError(f"{registry.name}: GET {next_path} answered {response.status}")
             entries += len(json.loads(body)[key] or [])
             link = response.getheader("Link")
-            next_path = link.split(";")[0].strip(" <>") if link else None
+            next_path = link.split(";")[0].strip(" <>") if link and follow else None
         elapsed = time.perf_counter() - start
     finally:
         conn.close()
@@ -89,53 +93,106 @@ def _list_ms(registry: Registry, path: str, key: str, expected: int) -> float:
     return elapsed * 1e3
 
 
-def tags_row(registries: Sequence[Registry], plan: Plan) -> Row:
-    """``GET /v2/bench/tags/tags/list`` of a repository with ``plan.tags`` tags."""
+def _page_workload(path: str, key: str) -> Workload:
+    def workload(registry: Registry, _round: int) -> Measurement:
+        return Measurement(_list_ms(registry, path, key, SCALE_SMALL, follow=False))
+
+    return workload
+
+
+def _scale_rows(
+    registries: Sequence[Registry], plan: Plan, what: str, total: int, path: str, key: str, grow: Callable[[], None]
+) -> list[Row]:
+    """The first page of ``SCALE_SMALL`` ``what`` timed on ``SCALE_SMALL`` entries, then ``grow()`` (to ``total``),
+    then the same page again (kind ``scale``, against the first)."""
+    page = f"{path}{'&' if '?' in path else '?'}n={SCALE_SMALL}"
+    small = run_row(
+        f"{what} page of {SCALE_SMALL}, {SCALE_SMALL} {what}",
+        "ms",
+        False,
+        registries,
+        plan.listing_rounds,
+        _page_workload(page, key),
+    )
+    grow()
+    large = run_row(
+        f"{what} page of {SCALE_SMALL}, {total:,} {what}",
+        "ms",
+        False,
+        registries,
+        plan.listing_rounds,
+        _page_workload(page, key),
+    )
+    large.kind, large.baseline = "scale", small.sides["dockyard"].median()
+    return [small, large]
+
+
+def tags_rows(registries: Sequence[Registry], plan: Plan) -> list[Row]:
+    """``GET /v2/bench/tags/tags/list`` of a repository with ``plan.tags`` tags, and the scale rows of its first
+    page (at ``SCALE_SMALL`` and at ``plan.tags`` tags)."""
     image = SmallImage.make("tags")
 
-    async def populate(registry: Registry) -> None:
+    async def populate(registry: Registry, first: int, last: int) -> None:
         async with Api(registry, plan.populate_concurrency) as api:
-            await api.push_image(TAGS_REPO, "t00000", image)
+            if first == 0:
+                await api.push_image(TAGS_REPO, "t00000", image)
+                first = 1
             await for_each(
-                plan.tags - 1,
+                last - first,
                 plan.populate_concurrency,
-                lambda i: api.put_manifest(TAGS_REPO, f"t{i + 1:05d}", image.manifest),
+                lambda i: api.put_manifest(TAGS_REPO, f"t{first + i:05d}", image.manifest),
             )
 
     for registry in registries:
-        _populate(registry, "tags", plan.tags, populate(registry))
+        _populate(registry, "tags", SCALE_SMALL, populate(registry, 0, SCALE_SMALL))
+
+    def grow() -> None:
+        for registry in registries:
+            _populate(registry, "tags", plan.tags - SCALE_SMALL, populate(registry, SCALE_SMALL, plan.tags))
+
+    rows = _scale_rows(registries, plan, "tags", plan.tags, f"/v2/{TAGS_REPO}/tags/list", "tags", grow)
 
     def workload(registry: Registry, _round: int) -> Measurement:
         return Measurement(_list_ms(registry, f"/v2/{TAGS_REPO}/tags/list", "tags", plan.tags))
 
-    return run_row(f"tags list, {plan.tags:,} tags", "ms", False, registries, plan.listing_rounds, workload)
+    full = run_row(f"tags list, {plan.tags:,} tags", "ms", False, registries, plan.listing_rounds, workload)
+    return [full, *rows]
 
 
-def catalog_row(registries: Sequence[Registry], plan: Plan) -> Row:
+def catalog_rows(registries: Sequence[Registry], plan: Plan) -> list[Row]:
     """``GET /v2/_catalog?n=1000``, every page, after adding ``plan.repositories`` repositories (Distribution
-    2.8.2 answers 400 to an ``n`` above its ``catalog.maxentries``, 1000 by default)."""
+    2.8.2 answers 400 to an ``n`` above its ``catalog.maxentries``, 1000 by default); and the scale rows of its
+    first page (at ``SCALE_SMALL`` and at ``plan.repositories`` repositories)."""
     image = SmallImage.make("catalog")
 
-    async def populate(registry: Registry) -> None:
+    async def populate(registry: Registry, first: int, last: int) -> None:
         async with Api(registry, plan.populate_concurrency) as api:
-            await api.push_image(CATALOG_BASE, "latest", image)
+            if first == 0:
+                await api.push_image(CATALOG_BASE, "latest", image)
 
             async def one(index: int) -> None:
-                repo = f"catalog/r{index:05d}"
+                repo = f"catalog/r{first + index:05d}"
                 for blob in image.blobs:
                     await api.mount_blob(repo, digest_of(blob), CATALOG_BASE)
                 await api.put_manifest(repo, "latest", image.manifest)
 
-            await for_each(plan.repositories, plan.populate_concurrency, one)
+            await for_each(last - first, plan.populate_concurrency, one)
 
     for registry in registries:
-        _populate(registry, "repositories", plan.repositories, populate(registry))
+        _populate(registry, "repositories", SCALE_SMALL, populate(registry, 0, SCALE_SMALL))
+
+    def grow() -> None:
+        for registry in registries:
+            count = plan.repositories - SCALE_SMALL
+            _populate(registry, "repositories", count, populate(registry, SCALE_SMALL, plan.repositories))
+
+    rows = _scale_rows(registries, plan, "repositories", plan.repositories, "/v2/_catalog", "repositories", grow)
 
     def workload(registry: Registry, _round: int) -> Measurement:
         return Measurement(_list_ms(registry, "/v2/_catalog?n=1000", "repositories", plan.repositories))
 
     name = f"catalog, {plan.repositories:,}+ repositories"
-    return run_row(name, "ms", False, registries, plan.listing_rounds, workload)
+    return [run_row(name, "ms", False, registries, plan.listing_rounds, workload), *rows]
 
 
 def rows(registries: Sequence[Registry], plan: Plan, groups: set[str]) -> list[Row]:
@@ -144,7 +201,7 @@ def rows(registries: Sequence[Registry], plan: Plan, groups: set[str]) -> list[R
     if "manifest" in groups:
         result.extend(manifest_rows(registries, plan))
     if "tags" in groups:
-        result.append(tags_row(registries, plan))
+        result.extend(tags_rows(registries, plan))
     if "catalog" in groups:
-        result.append(catalog_row(registries, plan))
+        result.extend(catalog_rows(registries, plan))
     return result

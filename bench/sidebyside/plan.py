@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 MiB = 1 << 20
 GiB = 1 << 30
+SCALE_SMALL = 100  # the small population of the scale rows (tags, repositories), and their page size
 
 
 @dataclass(frozen=True)

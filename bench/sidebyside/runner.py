@@ -91,6 +91,7 @@ class Row:
     higher_is_better: bool
     sides: dict[str, Side]
     kind: str = "ratio"  # which targets apply: see targets.judge
+    baseline: float | None = None  # kind "scale": dockyard's median of the same request on a small population
     target: str = ""
     met: bool | None = None
     note: str = ""
