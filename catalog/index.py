@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -31,13 +32,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, Table, delete, exists, func, select, union_all, update
+from sqlalchemy import Integer, Select, Table, bindparam, delete, exists, func, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from auth.database import WRITE, insert
 from catalog.describe import ManifestFacts, describe
 from catalog.models import IndexedBlobRow, IndexedManifestRow, IndexedRepositoryRow, IndexedTagRow
-from catalog.reads import reads_for
+from catalog.reads import INLINE_ROWS, reads_for
 from catalog.snapshot import RepositorySnapshot, snapshot
 from registry.reference import Digest
 from registry.store import Store
@@ -129,6 +130,7 @@ class Index:
         )
         self._tag_names_held = 0
         self._reads = reads_for(engine)
+        self._postgres = engine.dialect.name == "postgresql"
         self._push_lock = asyncio.Lock()
 
     # -- events from the registry (never raise) --------------------------------------------------------------
@@ -194,8 +196,9 @@ class Index:
     async def repository_names(self, after: str | None = None, limit: int | None = None) -> list[str]:
         """Indexed repository names sorted lexically (byte order on both databases), those after ``after``
         only, at most ``limit``."""
-        query = _window(select(R.c.name), self._bytewise(R.c.name), after, limit)
-        (rows,) = await self._reads.run([query])
+        query = _names_query("repositories", self._postgres, after is not None, limit is not None)
+        values = {"after": after, "limit": limit}
+        (rows,) = await self._reads.run([(query, values)], inline=limit is not None and limit <= INLINE_ROWS)
         return [row[0] for row in rows]
 
     async def tag_names(self, name: str, after: str | None = None, limit: int | None = None) -> list[str] | None:
@@ -209,14 +212,17 @@ class Index:
         cached list is still the list, in this process or after a write by any other. Both go through
         :mod:`catalog.reads` (one round trip each)."""
         key = (name, after, limit)
+        version = (_VERSION, {"name": name})
         cached = self._tag_lists.get(key)
         if cached is not None:
-            (stamp,) = await self._reads.run([_version_query(name)])
+            (stamp,) = await self._reads.run([version], inline=True)
             if stamp and stamp[0] == cached[0]:
                 self._tag_lists.move_to_end(key)
                 return cached[1]
-        query = _window(select(T.c.name).where(T.c.repository == name), self._bytewise(T.c.name), after, limit)
-        stamp, rows = await self._reads.run([_version_query(name), query])  # one snapshot
+        query = _names_query("tags", self._postgres, after is not None, limit is not None)
+        values = {"name": name, "after": after, "limit": limit}
+        small = limit is not None and limit <= INLINE_ROWS
+        stamp, rows = await self._reads.run([version, (query, values)], inline=small)  # one snapshot
         if not stamp:
             return None
         tags = [row[0] for row in rows]
@@ -235,11 +241,6 @@ class Index:
         while self._tag_names_held > TAG_NAMES_CACHED:
             _key, (_version, dropped) = self._tag_lists.popitem(last=False)
             self._tag_names_held -= len(dropped)
-
-    def _bytewise(self, column: ColumnElement[str]) -> ColumnElement[str]:
-        """``column`` compared and sorted by code point, as Python and the registry API sort (PostgreSQL's
-        default collation would not)."""
-        return column.collate("C") if self.engine.dialect.name == "postgresql" else column
 
     async def rebuild(self, progress: Callable[[RebuildProgress], None] | None = None) -> RebuildReport:
         """Recreate every row from storage, one repository per transaction, keeping the pull counts (and
@@ -494,14 +495,19 @@ def _size_query(name: str) -> Any:
     return select(func.coalesce(func.sum(per_digest.c.size), 0))
 
 
-def _version_query(name: str) -> Select[Any]:
-    """What changes whenever repository ``name``'s set of tag names changes (see :meth:`Index.tag_names`)."""
-    return select(R.c.created_at, R.c.pushed_at, R.c.tag_count).where(R.c.name == name)
+# What changes whenever a repository's set of tag names changes (see :meth:`Index.tag_names`).
+_VERSION = select(R.c.created_at, R.c.pushed_at, R.c.tag_count).where(R.c.name == bindparam("name"))
 
 
-def _window(query: Select[Any], key: ColumnElement[str], after: str | None, limit: int | None) -> Select[Any]:
-    """``query`` ordered by ``key``, rows after ``after`` only, at most ``limit`` (the API's ``last`` and ``n``)."""
+@functools.cache
+def _names_query(table: str, postgres: bool, after: bool, limit: bool) -> Select[Any]:
+    """Names of repositories (``table`` "repositories") or of one repository's tags (``"tags"``, parameter
+    ``name``) in byte order, those after parameter ``after`` and at most parameter ``limit`` when asked for. One
+    statement object per shape, so that :mod:`catalog.reads` compiles each once."""
+    column = R.c.name if table == "repositories" else T.c.name
+    query = select(column) if table == "repositories" else select(column).where(T.c.repository == bindparam("name"))
+    key = column.collate("C") if postgres else column  # PostgreSQL's default collation is not byte order
     query = query.order_by(key)
-    if after is not None:
-        query = query.where(key > after)
-    return query.limit(limit) if limit is not None else query
+    if after:
+        query = query.where(key > bindparam("after"))
+    return query.limit(bindparam("limit", type_=Integer)) if limit else query

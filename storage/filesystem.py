@@ -1,7 +1,8 @@
 """The filesystem driver: keys map to files below a root directory.
 
 Blocking calls run in worker threads so the event loop never waits on the disk. Whole-file writes go to a
-temporary sibling (a name outside the key grammar, so listings never show it) and are renamed into place.
+temporary sibling (a name outside the key grammar, so listings never show it) and are renamed into place; one left
+by a killed process is removed by :func:`purge_temporaries`, which garbage collection runs.
 """
 
 from __future__ import annotations
@@ -103,6 +104,36 @@ def _delete(target: Path, root: Path) -> None:
     else:
         target.unlink()
     _prune(target.parent, root)
+
+
+def purge_temporaries(root: Path, older_than: float, dry_run: bool = False) -> int:
+    """Remove what a killed writer left below ``root``: temporary files of :meth:`FilesystemDriver.put_content` (the
+    process died between writing and renaming one) and empty directories (it died between a delete and the prune),
+    when last modified before ``older_than`` (a UNIX time; a write in progress is newer). Returns how many temporary
+    files were (with ``dry_run``: would be) removed. Blocking: run it in a thread. Safe next to running writers: a
+    writer whose parent directory is pruned under it creates it again (``_in_parent``)."""
+    removed = 0
+    for folder, _dirs, names in os.walk(root, topdown=False):
+        here = Path(folder)
+        try:
+            stale = here.lstat().st_mtime < older_than  # before removing anything in it, which updates it
+        except FileNotFoundError:
+            continue  # pruned with a child
+        for name in names:
+            if _TMP_MARK in name and _modified_before(here / name, older_than):
+                removed += 1
+                if not dry_run:
+                    (here / name).unlink(missing_ok=True)
+        if stale and here != root and not dry_run:
+            _prune(here, root)
+    return removed
+
+
+def _modified_before(path: Path, moment: float) -> bool:
+    try:
+        return path.lstat().st_mtime < moment
+    except FileNotFoundError:
+        return False
 
 
 def _list(target: Path) -> list[str]:

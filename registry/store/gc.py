@@ -11,7 +11,8 @@ For each repository, in turn:
 4. **Sweep** the repository: layer links that no kept manifest needs, tags and referrer records that
    point at a manifest no longer there, and upload sessions older than ``upload_max_age``.
 
-Then, across the registry, blobs that no repository marked are deleted.
+Then, across the registry, blobs that no repository marked are deleted, then upload objects no session or blob
+owns, then (on local storage) the temporary files and empty directories a killed writer left behind.
 
 Nothing used within the grace period is deleted: see :mod:`registry.store.usage` for how "used" is
 recorded so that a push racing the sweep never ends with a manifest whose blobs are gone. Every deletion
@@ -33,10 +34,11 @@ from registry.errors import RegistryError
 from registry.manifests import ParsedManifest, parse_manifest
 from registry.reference import Digest
 from registry.store import Store, links
-from registry.store.paths import key
+from registry.store.paths import ROOT, key
 from registry.store.repos import repositories
 from storage.driver import FileInfo
 from storage.errors import PathNotFound
+from storage.filesystem import purge_temporaries
 
 log = logging.getLogger("dockyard.gc")
 T = TypeVar("T")
@@ -65,6 +67,7 @@ class GcReport:
     records_deleted: int = 0  # layer links, dangling tags and referrer records
     uploads_purged: int = 0
     upload_bytes: int = 0
+    temporaries_purged: int = 0  # files a killed writer left (local storage)
     blobs_deleted: int = 0
     blob_bytes: int = 0
     blobs_kept: int = 0
@@ -74,8 +77,9 @@ class GcReport:
         verb = "would delete" if self.dry_run else "deleted"
         return (
             f"gc {verb} {len(self.manifests_deleted)} manifests, {self.blobs_deleted} blobs "
-            f"({self.blob_bytes} bytes), {self.uploads_purged} stale uploads ({self.upload_bytes} bytes) and "
-            f"{self.records_deleted} repository records; kept {self.blobs_kept} blobs in "
+            f"({self.blob_bytes} bytes), {self.uploads_purged} stale uploads ({self.upload_bytes} bytes), "
+            f"{self.temporaries_purged} stale temporary files and {self.records_deleted} repository records; "
+            f"kept {self.blobs_kept} blobs in "
             f"{self.repositories} repositories"
         )
 
@@ -113,6 +117,7 @@ class Collector:
             await self._collect_repository(await self._scan(name))
         await self._sweep_blobs()
         await self._sweep_objects()
+        await self._sweep_temporaries()
         return self.report
 
     # -- scan ---------------------------------------------------------------------------------------
@@ -299,6 +304,16 @@ class Collector:
                     await self._delete(info.path)
             self.report.uploads_purged += 1
             self.report.upload_bytes += fresh.size
+
+    async def _sweep_temporaries(self) -> None:
+        """Temporary files and empty directories a killed writer left behind, older than the grace period: the
+        storage's own leftovers, invisible to listings (only local storage has them; see
+        :func:`storage.filesystem.purge_temporaries`)."""
+        local = self.driver.local_path(ROOT)
+        if local is None or not local.is_dir():
+            return
+        purged = await asyncio.to_thread(purge_temporaries, local, self.cutoff, self.options.dry_run)
+        self.report.temporaries_purged += purged
 
     async def _size(self, path: str) -> int:
         try:
