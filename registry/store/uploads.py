@@ -25,7 +25,7 @@ from registry.reference import Digest
 from registry.store import links
 from registry.store.blobs import BlobStore
 from registry.store.paths import key
-from storage.driver import StorageDriver
+from storage.driver import StorageDriver, Writer
 from storage.errors import PathNotFound
 
 BUFFER = 1 << 20
@@ -55,6 +55,15 @@ async def buffered(body: AsyncIterator[bytes], size: int = BUFFER) -> AsyncItera
             pending, pending_len = [], 0
     if pending_len:
         yield b"".join(pending)
+
+
+async def _store_piece(writer: Writer, hasher: Any, piece: bytes) -> None:
+    """Write ``piece`` and feed it to ``hasher`` (when there is one) at the same time, in worker threads (both
+    release the GIL)."""
+    if hasher is None:
+        await writer.write(piece)
+    else:
+        await asyncio.gather(asyncio.to_thread(hasher.update, piece), writer.write(piece))
 
 
 def _unknown(upload_id: str) -> RegistryError:
@@ -130,13 +139,17 @@ class UploadStore:
         if session.offset != current:
             session.hasher = None  # bytes arrived elsewhere: verify by re-reading at the end
         writer = await self.driver.writer(key("upload_data", upload=upload_id), append=True)
+        in_flight: asyncio.Future[Any] | None = None
         try:
-            async for piece in buffered(body):
-                if session.hasher is not None:
-                    await asyncio.gather(asyncio.to_thread(session.hasher.update, piece), writer.write(piece))
-                else:
-                    await writer.write(piece)
+            async for piece in buffered(body):  # the next piece arrives while the previous one is stored
+                if in_flight is not None:
+                    await in_flight
+                in_flight = asyncio.ensure_future(_store_piece(writer, session.hasher, piece))
+            if in_flight is not None:
+                await in_flight
         except BaseException:
+            if in_flight is not None:
+                await asyncio.gather(in_flight, return_exceptions=True)
             session.hasher, session.offset = None, -1
             await writer.close()
             raise
