@@ -285,21 +285,38 @@ class Index:
         turn. Repository rows are taken in name order, so two processes' batches can't deadlock."""
         try:
             async with self._writer.begin() as connection:
-                names = sorted({push.name for push in batch})
-                for name in names:
-                    await self._claim(connection, name, max(p.at for p in batch if p.name == name))
-                for push in batch:
-                    await self._put_manifest(connection, push.name, push.facts, push.at)
-                    for tag in push.tags:
-                        await self._put_tag(connection, push.name, tag, push.facts.digest, push.at, None)
-                for name in names:
-                    await self._refresh(connection, name)
+                await self._write_pushes(connection, batch)
         except Exception as exc:
             for push in batch:
                 push.done.set_exception(exc)
         else:
             for push in batch:
                 push.done.set_result(None)
+
+    async def _write_pushes(self, connection: AsyncConnection, batch: list[_Push]) -> None:
+        """The rows of ``batch``: one ``executemany`` per table (a later push of the same manifest or tag wins),
+        then each repository's counts in one statement."""
+        upserts = self._upserts
+        names = sorted({push.name for push in batch})
+        latest = {push.name: push.at for push in sorted(batch, key=lambda p: p.at)}
+        await connection.execute(upserts.claim, [_repository_row(name, latest[name]) for name in names])
+        manifests = {(push.name, push.facts.digest): push for push in batch}
+        await connection.execute(upserts.manifest, [_manifest_row(p.name, p.facts, p.at) for p in manifests.values()])
+        await connection.execute(upserts.forget_blobs, [{"r": name, "m": digest} for name, digest in manifests])
+        blobs = {(n, d, b.digest): b.size for (n, d), push in manifests.items() for b in push.facts.blobs}
+        if blobs:
+            rows = [{"repository": n, "manifest": m, "digest": d, "size": size} for (n, m, d), size in blobs.items()]
+            await connection.execute(upserts.blob, rows)
+        tags = {(push.name, tag): push for push in batch for tag in push.tags}
+        if tags:
+            rows = [_tag_row(name, tag, p.facts.digest, p.at) for (name, tag), p in tags.items()]
+            await connection.execute(upserts.tag, rows)
+        for name in names:
+            await self._recount(connection, name)
+
+    @functools.cached_property
+    def _upserts(self) -> _Upserts:
+        return _Upserts.of(self.engine)
 
     async def _manifest_deleted(self, name: str, digest: str) -> None:
         async with self._writer.begin() as connection:
@@ -322,18 +339,7 @@ class Index:
 
     async def _claim(self, connection: AsyncConnection, name: str, now: datetime) -> None:
         """Create the repository's row (or take it and move its ``pushed_at``): the first statement of a push."""
-        values = {
-            "name": name,
-            "namespace": namespace_of(name),
-            "created_at": now,
-            "pushed_at": now,
-            "tag_count": 0,
-            "size": 0,
-            "pull_count": 0,
-            "last_pull_at": None,
-        }
-        statement = insert(self.engine, IndexedRepositoryRow).values(**values)
-        await connection.execute(statement.on_conflict_do_update(index_elements=["name"], set_={"pushed_at": now}))
+        await connection.execute(self._upserts.claim, _repository_row(name, now))
 
     @staticmethod
     async def _lock(connection: AsyncConnection, name: str) -> bool:
@@ -342,33 +348,17 @@ class Index:
         return found is not None
 
     async def _put_manifest(self, connection: AsyncConnection, name: str, facts: ManifestFacts, now: datetime) -> None:
-        values = {
-            "media_type": facts.media_type,
-            "artifact_type": facts.artifact_type,
-            "subject": facts.subject,
-            "size": facts.size,
-            "platforms": facts.platforms,
-            "config": facts.config,
-            "pushed_at": now,
-        }
-        statement = insert(self.engine, IndexedManifestRow).values(repository=name, digest=facts.digest, **values)
-        await connection.execute(statement.on_conflict_do_update(index_elements=["repository", "digest"], set_=values))
-        await connection.execute(delete(B).where(B.c.repository == name, B.c.manifest == facts.digest))
+        upserts = self._upserts
+        await connection.execute(upserts.manifest, _manifest_row(name, facts, now))
+        await connection.execute(upserts.forget_blobs, {"r": name, "m": facts.digest})
         rows = [{"repository": name, "manifest": facts.digest, "digest": b.digest, "size": b.size} for b in facts.blobs]
         if rows:
-            await connection.execute(insert(self.engine, IndexedBlobRow).values(rows).on_conflict_do_nothing())
+            await connection.execute(upserts.blob, rows)
 
     async def _put_tag(
         self, connection: AsyncConnection, name: str, tag: str, digest: str, at: datetime, pulled: datetime | None
     ) -> None:
-        statement = insert(self.engine, IndexedTagRow).values(
-            repository=name, name=tag, digest=digest, pushed_at=at, last_pull_at=pulled
-        )
-        await connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=["repository", "name"], set_={"digest": digest, "pushed_at": at}
-            )
-        )
+        await connection.execute(self._upserts.tag, _tag_row(name, tag, digest, at, pulled))
 
     async def _refresh(self, connection: AsyncConnection, name: str) -> None:
         """Recount ``tag_count`` and ``size``; drop the repository when its last manifest went."""
@@ -376,9 +366,15 @@ class Index:
         if not manifests:
             await self._delete_repository(connection, name)
             return
-        tags = await connection.scalar(select(func.count()).select_from(T).where(T.c.repository == name))
-        size = await connection.scalar(_size_query(name))
-        await connection.execute(update(R).where(R.c.name == name).values(tag_count=tags or 0, size=int(size or 0)))
+        await self._recount(connection, name)
+
+    @staticmethod
+    async def _recount(connection: AsyncConnection, name: str) -> None:
+        """``tag_count`` and ``size`` of repository ``name`` from its rows, in one statement."""
+        tags = select(func.count()).select_from(T).where(T.c.repository == name).scalar_subquery()
+        await connection.execute(
+            update(R).where(R.c.name == name).values(tag_count=tags, size=_size_query(name).scalar_subquery())
+        )
 
     @staticmethod
     async def _delete_repository(connection: AsyncConnection, name: str) -> None:
@@ -477,6 +473,69 @@ class Index:
             self._sleeping = False
             self._flusher = None
         await self.flush()
+
+
+@dataclass(frozen=True)
+class _Upserts:
+    """The group commit's statements for one dialect, each run with many parameter sets (``executemany``)."""
+
+    claim: Any
+    manifest: Any
+    forget_blobs: Any
+    blob: Any
+    tag: Any
+
+    @classmethod
+    def of(cls, engine: AsyncEngine) -> _Upserts:
+        def upsert(model: Any, keys: list[str], update: list[str]) -> Any:
+            statement = insert(engine, model)
+            if not update:
+                return statement.on_conflict_do_nothing(index_elements=keys)
+            return statement.on_conflict_do_update(
+                index_elements=keys, set_={column: statement.excluded[column] for column in update}
+            )
+
+        return cls(
+            claim=upsert(IndexedRepositoryRow, ["name"], ["pushed_at"]),
+            manifest=upsert(IndexedManifestRow, ["repository", "digest"], list(_MANIFEST_FIELDS)),
+            forget_blobs=delete(B).where(B.c.repository == bindparam("r"), B.c.manifest == bindparam("m")),
+            blob=upsert(IndexedBlobRow, ["repository", "manifest", "digest"], []),
+            tag=upsert(IndexedTagRow, ["repository", "name"], ["digest", "pushed_at"]),
+        )
+
+
+_MANIFEST_FIELDS = ("media_type", "artifact_type", "subject", "size", "platforms", "config", "pushed_at")
+
+
+def _repository_row(name: str, at: datetime) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": namespace_of(name),
+        "created_at": at,
+        "pushed_at": at,
+        "tag_count": 0,
+        "size": 0,
+        "pull_count": 0,
+        "last_pull_at": None,
+    }
+
+
+def _manifest_row(name: str, facts: ManifestFacts, at: datetime) -> dict[str, Any]:
+    return {
+        "repository": name,
+        "digest": facts.digest,
+        "media_type": facts.media_type,
+        "artifact_type": facts.artifact_type,
+        "subject": facts.subject,
+        "size": facts.size,
+        "platforms": facts.platforms,
+        "config": facts.config,
+        "pushed_at": at,
+    }
+
+
+def _tag_row(name: str, tag: str, digest: str, at: datetime, pulled: datetime | None = None) -> dict[str, Any]:
+    return {"repository": name, "name": tag, "digest": digest, "pushed_at": at, "last_pull_at": pulled}
 
 
 def _size_query(name: str) -> Any:
