@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -81,12 +82,49 @@ async def seeded(aiohttp_client: ClientFactory) -> SeededRegistry:
     return registry
 
 
+EXAMPLES = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """Count the examples a hypothesis test runs (through ``.hypothesis.inner_test``, the documented hook for
+    wrapping each example), for its row in REPORT.md."""
+    handle = getattr(getattr(item, "obj", None), "hypothesis", None)
+    if handle is None:
+        return (yield)
+    inner, count = handle.inner_test, [0]
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        count[0] += 1
+        return inner(*args, **kwargs)
+
+    handle.inner_test = functools.wraps(inner)(counted)
+    try:
+        return (yield)
+    finally:
+        handle.inner_test = inner
+        item.stash[EXAMPLES] = count[0]
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item) -> Any:
-    """Keep each phase's report on the item, so the ``tally`` fixture knows whether its test passed."""
+    """Keep each phase's report on the item, so the ``tally`` fixture knows whether its test passed; a property
+    test's examples become its row of REPORT.md."""
     report = yield
     setattr(item, f"report_{report.when}", report)
+    examples = item.stash.get(EXAMPLES, 0)
+    if report.when == "call" and examples:
+        rows = Tally(item.nodeid)
+        rows.record("Hostile input", _property_row(item), tried=examples)
+        rows.write("passed" if report.passed else "failed")
     return report
+
+
+def _property_row(item: pytest.Item) -> str:
+    """The report's name of a property test: its module's subject and the test's name."""
+    module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py").removeprefix("test_")
+    test = item.name.split("[")[0].removeprefix("test_").replace("_", " ")
+    return f"property ({module.replace('_', ' ')}): {test}"
 
 
 @pytest.fixture
