@@ -8,10 +8,20 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import ToolHome
+from tests.support.logscan import leaks
 from tests.support.netns import Host, two_hosts
 from tests.support.postgres import PostgresCluster, postgres_cluster
 from tests.support.s3 import S3Server, s3_server
 from tests.support.server import LiveRegistry, live_registry
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secrets_in_server_logs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the session (of each xdist worker): no server log of any test holds a token, a password in Basic
+    credentials or an Authorization header (issue 9: "grep the logs of the whole suite")."""
+    yield
+    found = leaks(tmp_path_factory.getbasetemp())
+    assert not found, "secrets in server logs:\n" + "\n".join(found)
 
 
 @pytest.fixture
