@@ -61,13 +61,14 @@ def upload_offset(headers: Mapping[str, str]) -> int:
 
 @dataclass(frozen=True)
 class Image:
-    """One image to push: a random config and layers under ``repo:tag``; ``chunked`` picks PATCH uploads."""
+    """One image to push: a random config and layers under ``repo:tag``; ``chunked`` picks PATCH uploads (for the
+    clients that choose)."""
 
     repo: str
     tag: str
     config: bytes
     layers: tuple[bytes, ...]
-    chunked: bool
+    chunked: bool = False
 
     @property
     def blobs(self) -> tuple[bytes, ...]:

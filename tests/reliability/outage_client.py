@@ -8,7 +8,6 @@ classifies what came back: the fault tests count answers, they do not assert on 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -16,14 +15,12 @@ from dataclasses import dataclass, field
 
 import requests
 
-from tests.support.oci import OCI_MANIFEST, image_manifest
+from tests.reliability.load_client import Image
+from tests.support.oci import OCI_MANIFEST
+from tests.support.oci import digest as sha256
 
 REQUEST_TIMEOUT = 60.0  # a request still open after this is a hang, whatever the fault
 RETRYABLE = frozenset({503})
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -154,24 +151,6 @@ class RegistryClient:
         return self.request("GET", f"/v2/{name}/blobs/{digest}")
 
 
-@dataclass(frozen=True)
-class Image:
-    """A small random image: a config, layers, and its manifest bytes."""
-
-    name: str
-    tag: str
-    config: bytes
-    layers: tuple[bytes, ...]
-
-    @property
-    def manifest(self) -> bytes:
-        return json.dumps(image_manifest(self.config, list(self.layers))).encode()
-
-    @property
-    def blobs(self) -> tuple[bytes, ...]:
-        return (self.config, *self.layers)
-
-
 def make_image(name: str, tag: str, layer_sizes: tuple[int, ...], random: Callable[[int], bytes]) -> Image:
     config = json.dumps({"architecture": "amd64", "os": "linux", "tag": tag, "salt": random(8).hex()}).encode()
     return Image(name, tag, config, tuple(random(size) for size in layer_sizes))
@@ -180,18 +159,18 @@ def make_image(name: str, tag: str, layer_sizes: tuple[int, ...], random: Callab
 def push_image(client: RegistryClient, image: Image) -> Answer:
     """Every blob (monolithic), then the manifest under the tag; the first failure is returned."""
     for blob in image.blobs:
-        answer = client.push_blob(image.name, blob)
+        answer = client.push_blob(image.repo, blob)
         if answer.status != 201:
             return answer
-    return client.put_manifest(image.name, image.tag, image.manifest)
+    return client.put_manifest(image.repo, image.tag, image.manifest)
 
 
 def pulled_intact(client: RegistryClient, image: Image) -> bool:
     """True when the tag's manifest and every blob come back byte-identical."""
-    manifest = client.get_manifest(image.name, image.tag)
+    manifest = client.get_manifest(image.repo, image.tag)
     if manifest.status != 200 or manifest.body != image.manifest:
         return False
     return all(
-        (answer := client.get_blob(image.name, sha256(blob))).status == 200 and answer.body == blob
+        (answer := client.get_blob(image.repo, sha256(blob))).status == 200 and answer.body == blob
         for blob in image.blobs
     )

@@ -54,10 +54,10 @@ class Worker:
     def push(self, image: Image) -> bool:
         small, big = image.layers
         steps: tuple[Callable[[], Answer], ...] = (
-            lambda: self.client.push_blob(image.name, image.config),
-            lambda: self.client.push_blob(image.name, small),
-            lambda: self.client.push_blob_chunked(image.name, big, self.chunk),
-            lambda: self.client.put_manifest(image.name, image.tag, image.manifest),
+            lambda: self.client.push_blob(image.repo, image.config),
+            lambda: self.client.push_blob(image.repo, small),
+            lambda: self.client.push_blob_chunked(image.repo, big, self.chunk),
+            lambda: self.client.put_manifest(image.repo, image.tag, image.manifest),
         )
         for step in steps:
             answer = step()
@@ -69,11 +69,11 @@ class Worker:
     def check_pulls(self, image: Image) -> None:
         """Pull the new image and the seeds; count bytes that came back wrong (a failed pull is just retried)."""
         for wanted in (image, *self.seeds):
-            manifest = self.client.get_manifest(wanted.name, wanted.tag)
+            manifest = self.client.get_manifest(wanted.repo, wanted.tag)
             if manifest.status == 200 and manifest.body != wanted.manifest:
                 self.corrupt += 1
             for blob in wanted.blobs if manifest.status == 200 else ():
-                answer = self.client.get_blob(wanted.name, sha256(blob))
+                answer = self.client.get_blob(wanted.repo, sha256(blob))
                 self.corrupt += answer.status == 200 and answer.body != blob
 
     @staticmethod

@@ -79,7 +79,7 @@ def clear_refusal(answer: Answer) -> bool:
 
 def listed(client: RegistryClient, image: Image) -> bool:
     """The metadata index lists the tag (``tags/list`` reads the index)."""
-    answer = client.request("GET", f"/v2/{image.name}/tags/list")
+    answer = client.request("GET", f"/v2/{image.repo}/tags/list")
     return answer.status == 200 and image.tag.encode() in answer.body
 
 
@@ -173,20 +173,20 @@ def test_manifest_put_on_a_full_disk(disk: SmallDisk, tally: Tally) -> None:
     images = [disk.image(f"r{round_}", 16 << 10) for round_ in range(rounds)]
     for round_, image in enumerate(images):
         for blob in image.blobs:
-            assert disk.client.push_blob(image.name, blob).status == 201
+            assert disk.client.push_blob(image.repo, blob).status == 201
         filler = disk.fill(leave=(round_ % 4) * PAGE)
-        answer = disk.client.put_manifest(image.name, image.tag, image.manifest)
+        answer = disk.client.put_manifest(image.repo, image.tag, image.manifest)
         if answer.status != 201:
             refused += 1
             unclear += not clear_refusal(answer)
-            tagged = disk.client.get_manifest(image.name, image.tag)
+            tagged = disk.client.get_manifest(image.repo, image.tag)
             broken_tag += tagged.status != 404 and not pulled_intact(disk.client, image)
         seed_broken += not pulled_intact(disk.client, disk.seed)
         filler.unlink()
         if answer.status == 201:
             fitted.append(image)
             continue
-        retried = disk.client.put_manifest(image.name, image.tag, image.manifest)
+        retried = disk.client.put_manifest(image.repo, image.tag, image.manifest)
         not_recovered += not (retried.status == 201 and pulled_intact(disk.client, image))
     not_recovered += sum(not pulled_intact(disk.client, image) for image in fitted)
     stale_index = unlisted_after(disk.client, images, INDEX_REPAIR_WAIT)

@@ -263,9 +263,9 @@ def anonymous_pull(setup: TokenRegistry) -> list[Answer]:
 
 def pull_with(client: RegistryClient, image: Image) -> list[Answer]:
     """Manifest then blobs with a token already held; stops at the first failure; a 200 must be the pushed bytes."""
-    answers = [client.get_manifest(image.name, image.tag)]
+    answers = [client.get_manifest(image.repo, image.tag)]
     for blob in image.blobs if answers[0].ok else ():
-        answers.append(client.get_blob(image.name, sha256(blob)))
+        answers.append(client.get_blob(image.repo, sha256(blob)))
         if not answers[-1].ok:
             break
     return answers
