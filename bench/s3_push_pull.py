@@ -285,17 +285,32 @@ def start_dockyard(stack: ExitStack, workdir: Path, endpoint: str, bucket: str) 
     return server
 
 
-def distribution_config(port: int, endpoint: str, bucket: str) -> str:
-    """Distribution 2.8's config.yml: S3 on moto, no redirects, no background upload purging."""
+def distribution_config(port: int, storage: str, level: str = "info") -> str:
+    """Distribution 2.8's config.yml around ``storage`` (the driver's lines under ``storage:``, indented two
+    spaces): deletes on, blob descriptors cached in memory as in the ``registry:2`` image, no background upload
+    purging, no access log."""
     return f"""\
 version: 0.1
 log:
-  level: info
+  level: {level}
   accesslog:
     disabled: true
 http:
   addr: 127.0.0.1:{port}
 storage:
+{storage}  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+  maintenance:
+    uploadpurging:
+      enabled: false
+"""
+
+
+def s3_storage(endpoint: str, bucket: str) -> str:
+    """Distribution's ``storage:`` lines for S3 on moto, without redirects (for :func:`distribution_config`)."""
+    return f"""\
   s3:
     accesskey: {CREDENTIAL}
     secretkey: {CREDENTIAL}
@@ -308,13 +323,6 @@ storage:
     rootdirectory: /
   redirect:
     disable: true
-  delete:
-    enabled: true
-  cache:
-    blobdescriptor: inmemory
-  maintenance:
-    uploadpurging:
-      enabled: false
 """
 
 
@@ -324,7 +332,7 @@ def start_distribution(stack: ExitStack, workdir: Path, endpoint: str, bucket: s
         raise BenchError(f"{DISTRIBUTION_BIN} not found (apt-get install docker-registry)")
     port = free_port()
     config = workdir / "distribution.yml"
-    config.write_text(distribution_config(port, endpoint, bucket))
+    config.write_text(distribution_config(port, s3_storage(endpoint, bucket)))
     env = distribution_env()
     cmd = [str(DISTRIBUTION_BIN), "serve", str(config)]
     server = start_server(stack, "distribution", cmd, port, workdir, env)

@@ -5,10 +5,10 @@ the ``ExitStack``, wait for a 200, the moto server, bucket creation, Distributio
 servers log warnings only and no access log, so neither pays for per-request logging:
 
 - dockyard: ``dockyard serve --listen 127.0.0.1:PORT`` with ``--data DIR`` (filesystem) or ``DOCKYARD_STORAGE__*``
-  (S3), auth none (the default), plus any ``extra_args`` (e.g. ``--workers 2`` once it exists);
-- Distribution 2.8: ``docker-registry serve distribution.yml`` (filesystem ``rootdirectory`` or the S3 section of
-  ``s3_push_pull.distribution_config``), ``blobdescriptor: inmemory`` as in the ``registry:2`` image, upload
-  purging off, started without ``AWS_CA_BUNDLE`` (its AWS SDK panics with it).
+  (S3), auth none and one worker per core (the defaults), plus any ``extra_args`` (e.g. ``--workers 1``);
+- Distribution 2.8: ``docker-registry serve distribution.yml`` (``s3_push_pull.distribution_config`` around a
+  filesystem ``rootdirectory`` or ``s3_push_pull.s3_storage``), ``blobdescriptor: inmemory`` as in the
+  ``registry:2`` image, upload purging off, started without ``AWS_CA_BUNDLE`` (its AWS SDK panics with it).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from bench.s3_push_pull import (
     distribution_config,
     distribution_env,
     dockyard_s3_env,
+    s3_storage,
     start_moto,
     start_server,
     venv_tool,
@@ -67,28 +68,6 @@ class Registry:
         return self.server.url
 
 
-def _distribution_fs_config(port: int, root: Path) -> str:
-    return f"""\
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-http:
-  addr: 127.0.0.1:{port}
-storage:
-  filesystem:
-    rootdirectory: {root}
-  delete:
-    enabled: true
-  cache:
-    blobdescriptor: inmemory
-  maintenance:
-    uploadpurging:
-      enabled: false
-"""
-
-
 def start_dockyard(
     stack: ExitStack, workdir: Path, extra_args: Sequence[str], s3: tuple[str, str] | None = None
 ) -> Registry:
@@ -112,7 +91,8 @@ def start_distribution(stack: ExitStack, workdir: Path, s3: tuple[str, str] | No
     port = free_port()
     root = workdir / "distribution-data"
     config = workdir / "distribution.yml"
-    config.write_text(_distribution_fs_config(port, root) if s3 is None else distribution_config(port, *s3))
+    storage = f"  filesystem:\n    rootdirectory: {root}\n" if s3 is None else s3_storage(*s3)
+    config.write_text(distribution_config(port, storage, level="warn" if s3 is None else "info"))
     env = distribution_env() | QUIET_DISTRIBUTION
     server = start_server(stack, "distribution", [str(DISTRIBUTION_BIN), "serve", str(config)], port, workdir, env)
     wait_ready(server, "/v2/")
