@@ -303,10 +303,8 @@ class Index:
         manifests = {(push.name, push.facts.digest): push for push in batch}
         await connection.execute(upserts.manifest, [_manifest_row(p.name, p.facts, p.at) for p in manifests.values()])
         await connection.execute(upserts.forget_blobs, [{"r": name, "m": digest} for name, digest in manifests])
-        blobs = {(n, d, b.digest): b.size for (n, d), push in manifests.items() for b in push.facts.blobs}
-        if blobs:
-            rows = [{"repository": n, "manifest": m, "digest": d, "size": size} for (n, m, d), size in blobs.items()]
-            await connection.execute(upserts.blob, rows)
+        if blobs := [row for push in manifests.values() for row in _blob_rows(push.name, push.facts)]:
+            await connection.execute(upserts.blob, blobs)
         tags = {(push.name, tag): push for push in batch for tag in push.tags}
         if tags:
             rows = [_tag_row(name, tag, p.facts.digest, p.at) for (name, tag), p in tags.items()]
@@ -351,8 +349,7 @@ class Index:
         upserts = self._upserts
         await connection.execute(upserts.manifest, _manifest_row(name, facts, now))
         await connection.execute(upserts.forget_blobs, {"r": name, "m": facts.digest})
-        rows = [{"repository": name, "manifest": facts.digest, "digest": b.digest, "size": b.size} for b in facts.blobs]
-        if rows:
+        if rows := _blob_rows(name, facts):
             await connection.execute(upserts.blob, rows)
 
     async def _put_tag(
@@ -532,6 +529,11 @@ def _manifest_row(name: str, facts: ManifestFacts, at: datetime) -> dict[str, An
         "config": facts.config,
         "pushed_at": at,
     }
+
+
+def _blob_rows(name: str, facts: ManifestFacts) -> list[dict[str, Any]]:
+    """The blob rows of manifest ``facts`` in repository ``name`` (inserted with ``ON CONFLICT DO NOTHING``)."""
+    return [{"repository": name, "manifest": facts.digest, "digest": b.digest, "size": b.size} for b in facts.blobs]
 
 
 def _tag_row(name: str, tag: str, digest: str, at: datetime, pulled: datetime | None = None) -> dict[str, Any]:

@@ -530,6 +530,7 @@ class _Supervisor:
         self._release_rootfs()
 
     def _close_ready(self) -> None:
+        """End the pipe to the caller of :func:`supervise` (it then stops waiting for the start)."""
         if self.ready_fd is not None:
             os.close(self.ready_fd)
             self.ready_fd = None
@@ -546,8 +547,7 @@ class _Supervisor:
         if self.ready_fd is not None:
             with contextlib.suppress(OSError):
                 os.write(self.ready_fd, b"R")
-            os.close(self.ready_fd)
-            self.ready_fd = None
+        self._close_ready()
 
     def _end(self, code: int, pid: int, failure: OciRuntimeError | None) -> dict[str, Any]:
         """The final state fields: exit code, OOM kill (read while ``--keep`` holds the cgroup), error."""
