@@ -103,7 +103,7 @@ def local_image(store: ContainerStore, text: str) -> ImageRecord:
     reference = parse(text)
     click.echo(f"Unable to find image '{text}' locally", err=True)
 
-    import asyncio  # only when pulling: asyncio, rich and aiohttp cost a run 200 ms to import
+    import asyncio  # only when pulling: asyncio, rich and the HTTP client cost a run ~100 ms to import
 
     from rich.console import Console
 

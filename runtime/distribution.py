@@ -1,4 +1,4 @@
-"""The client side of the OCI distribution protocol: an async registry client on aiohttp.
+"""The client side of the OCI distribution protocol: an async registry client on :mod:`runtime.httpclient`.
 
 It speaks to dockyard (open or token mode), CNCF Distribution and any registry docker speaks to:
 
@@ -25,7 +25,7 @@ It speaks to dockyard (open or token mode), CNCF Distribution and any registry d
 Every failure is a :class:`~runtime.manifests.DistributionError` subclass with a one-line message naming the host,
 repository and digest or tag involved. :mod:`runtime.progress` renders the per-blob
 :class:`~runtime.manifests.Progress` events with rich. The types shared with the image store (manifests,
-platforms, errors) live in :mod:`runtime.manifests`, which imports neither aiohttp nor rich.
+platforms, errors) live in :mod:`runtime.manifests`, which imports neither the HTTP client nor rich.
 """
 
 from __future__ import annotations
@@ -40,17 +40,16 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-
-import aiohttp
-from yarl import URL
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from runtime.credentials import Credentials
 from runtime.credentials import lookup as default_lookup
+from runtime.httpclient import Body, FileBody, HttpClient, Response, ResponseHook, TransportError
 from runtime.manifests import (
     MANIFEST_ACCEPT,
     MAX_MANIFEST_BYTES,
@@ -70,15 +69,14 @@ from runtime.references import Reference, is_loopback_host, split_host_port
 
 CLIENT_ID = "dockyard"
 USER_AGENT = "dockyard-runtime/0.1"
-CHUNK = 4 << 20  # bytes handed to a worker thread at once (write + hash)
+CHUNK = 4 << 20  # bytes hashed at once when a partial download is resumed
+READ_SIZE = 1 << 20  # bytes of a download received, written and hashed at once
 PROGRESS_STEP = 1 << 20  # bytes received between two progress reports of a download
 MONOLITHIC_MAX = 1 << 20  # blobs up to this size are uploaded in one request
 TOKEN_MARGIN = 10.0  # seconds before expiry at which a cached token is no longer used
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (bytes done, bytes total) while a blob moves."""
-
-BodyFactory = Callable[[], Any]
 
 
 def _hasher_for(digest: str) -> Any:
@@ -144,7 +142,7 @@ def _basic(credentials: Credentials) -> str:
 class _Endpoint:
     """How one host is reached: base URL, whether TLS is verified, and the challenge of ``GET /v2/``."""
 
-    base: URL
+    base: str
     verify_tls: bool
     challenge: Challenge | None
 
@@ -198,20 +196,13 @@ class _PartialFile:
 
         await asyncio.to_thread(run)
 
-    async def append(self, chunks: Sequence[bytes], offset: int, hasher: Any) -> None:
-        """Write ``chunks`` one after the other from ``offset`` and hash them, in a worker thread (hashlib and
-        the writes release the GIL); no chunk is copied."""
-
-        def run() -> None:
-            position = offset
-            for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    written = os.pwrite(self.fd, view, position)
-                    view, position = view[written:], position + written
-                hasher.update(chunk)
-
-        await asyncio.to_thread(run)
+    def put(self, data: memoryview, position: int, hasher: Any) -> None:
+        """Write ``data`` at ``position`` and hash it (called in a worker thread: both release the GIL)."""
+        view = data
+        while view:
+            written = os.pwrite(self.fd, view, position)
+            view, position = view[written:], position + written
+        hasher.update(data)
 
     def publish(self, dest: Path) -> None:
         os.fsync(self.fd)
@@ -223,40 +214,6 @@ class _PartialFile:
 
     def close(self) -> None:
         os.close(self.fd)
-
-
-class _ChunkWriter:
-    """Hands the received bytes of a download to :meth:`_PartialFile.append`, one batch at a time, in order,
-    keeping at most one write in flight so that receiving and writing overlap."""
-
-    def __init__(self, part: _PartialFile, offset: int, hasher: Any) -> None:
-        self.part, self.hasher = part, hasher
-        self.written = offset  # bytes handed to a write (done, or in flight)
-        self.received = offset  # bytes received so far
-        self.chunks: list[bytes] = []
-        self.task: asyncio.Future[None] | None = None
-
-    def add(self, chunk: bytes) -> int:
-        """Buffer ``chunk``; the number of bytes buffered and not yet handed to a write."""
-        self.chunks.append(chunk)
-        self.received += len(chunk)
-        return self.received - self.written
-
-    async def flush(self) -> int:
-        """Wait for the write in flight, start one of what is buffered; the bytes written for sure."""
-        done = await self.drain()
-        if self.chunks:
-            chunks, self.chunks = self.chunks, []
-            self.task = asyncio.ensure_future(self.part.append(chunks, self.written, self.hasher))
-            self.written = self.received
-        return done
-
-    async def drain(self) -> int:
-        """Wait for the write in flight; the bytes in the file (and hashed) by then."""
-        if self.task is not None:
-            task, self.task = self.task, None
-            await task
-        return self.written
 
 
 def partial_path(dest: Path) -> Path:
@@ -277,25 +234,26 @@ class RegistryClient:
 
     ``credentials`` maps a host to its credentials (default: docker's ``config.json`` via
     :func:`runtime.credentials.lookup`); ``insecure_registries`` lists hosts (``host`` or ``host:port``) that may
-    use plain HTTP or unverified TLS besides loopback ones; ``trace_configs`` are handed to aiohttp (tests count
-    requests with them)."""
+    use plain HTTP or unverified TLS besides loopback ones; ``on_response`` sees every response (tests record the
+    requests with it); the timeouts are in seconds."""
 
     def __init__(
         self,
         *,
         credentials: Callable[[str], Credentials | None] = default_lookup,
         insecure_registries: Iterable[str] = (),
-        trace_configs: Sequence[aiohttp.TraceConfig] = (),
+        on_response: ResponseHook | None = None,
         monolithic_max: int = MONOLITHIC_MAX,
-        timeout: aiohttp.ClientTimeout | None = None,
+        connect_timeout: float = 30.0,
+        read_timeout: float = 120.0,
     ) -> None:
         self._lookup = credentials
         self._insecure = frozenset(h.lower() for h in insecure_registries)
         self._insecure_networks = [n for n in map(_network, self._insecure) if n is not None]
-        self._trace_configs = list(trace_configs)
-        self._timeout = timeout or aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
         self.monolithic_max = monolithic_max
-        self._session: aiohttp.ClientSession | None = None
+        self._client = HttpClient(
+            user_agent=USER_AGENT, connect_timeout=connect_timeout, read_timeout=read_timeout, on_response=on_response
+        )
         self._endpoints: dict[str, _Endpoint] = {}
         self._tokens: dict[tuple[str, tuple[str, ...]], _Token] = {}
         self._credentials: dict[str, Credentials | None] = {}
@@ -310,10 +268,8 @@ class RegistryClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the HTTP session (idempotent)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the kept connections (idempotent)."""
+        await self._client.close()
 
     def is_insecure(self, host: str) -> bool:
         """True when ``host`` may use plain HTTP: loopback, listed (``host``, ``host:port``), or an IP address
@@ -352,7 +308,7 @@ class RegistryClient:
                 raise await self._failure(resp, f"manifest {where}")
             if (resp.content_length or 0) > MAX_MANIFEST_BYTES:
                 raise ManifestError(f"manifest {where} is larger than {MAX_MANIFEST_BYTES} bytes")
-            body = await resp.content.read(MAX_MANIFEST_BYTES + 1)
+            body = await resp.read(MAX_MANIFEST_BYTES + 1)
             if len(body) > MAX_MANIFEST_BYTES:
                 raise ManifestError(f"manifest {where} is larger than {MAX_MANIFEST_BYTES} bytes")
             header_digest = resp.headers.get("Docker-Content-Digest")
@@ -373,7 +329,7 @@ class RegistryClient:
         path = f"/v2/{ref.repository}/manifests/{reference}"
         headers = {"Content-Type": media_type}
         scopes = push_scopes(ref.repository)
-        async with await self._send("PUT", ref.api_host, path, scopes, headers=headers, body=lambda: body) as resp:
+        async with await self._send("PUT", ref.api_host, path, scopes, headers=headers, body=body) as resp:
             if resp.status != 201:
                 raise await self._failure(resp, f"push of manifest {ref.name}:{reference}")
             answered = resp.headers.get("Docker-Content-Digest")
@@ -409,7 +365,7 @@ class RegistryClient:
             base = resp.url
         if location:
             with contextlib.suppress(DistributionError):
-                url = str(base.join(URL(location, encoded=True)))
+                url = urljoin(base, location)
                 async with await self._send("DELETE", ref.api_host, url, scopes):
                     pass
         return False
@@ -470,7 +426,7 @@ class RegistryClient:
             return None
         if challenge.scheme == "basic":
             headers = {"Authorization": _basic(credentials)}
-            async with await self._raw("GET", endpoint.base / "v2/", endpoint, headers, None) as resp:
+            async with await self._raw("GET", endpoint.base + "v2/", endpoint, headers, None) as resp:
                 if resp.status != 200:
                     raise await self._failure(resp, f"login to {host} as {username}", hint=False)
             return None
@@ -485,7 +441,7 @@ class RegistryClient:
         path = f"/v2/{ref.repository}/blobs/uploads/?digest={digest}"
         headers = {"Content-Type": "application/octet-stream"}
         scopes = push_scopes(ref.repository)
-        async with await self._send("POST", ref.api_host, path, scopes, headers=headers, body=lambda: data) as resp:
+        async with await self._send("POST", ref.api_host, path, scopes, headers=headers, body=data) as resp:
             if resp.status == 201:
                 self._check_uploaded(resp, ref, digest)
                 return
@@ -493,7 +449,7 @@ class RegistryClient:
                 raise await self._failure(resp, f"upload of blob {digest} to {ref.name}")
             location = self._location(resp, ref, digest)
         url = _with_digest(location, digest)
-        async with await self._send("PUT", ref.api_host, url, scopes, headers=headers, body=lambda: data) as resp:
+        async with await self._send("PUT", ref.api_host, url, scopes, headers=headers, body=data) as resp:
             if resp.status != 201:
                 raise await self._failure(resp, f"upload of blob {digest} to {ref.name}")
             self._check_uploaded(resp, ref, digest)
@@ -507,11 +463,8 @@ class RegistryClient:
             if resp.status != 202:
                 raise await self._failure(resp, f"upload of blob {digest} to {ref.name}")
             location = self._location(resp, ref, digest)
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
-
-        def body() -> AsyncIterator[bytes]:
-            return _file_chunks(path, size, progress_cb)
-
+        headers = {"Content-Type": "application/octet-stream"}
+        body = FileBody(path, size, None if progress_cb is None else lambda sent: _report(progress_cb, sent, size))
         async with await self._send("PATCH", ref.api_host, location, scopes, headers=headers, body=body) as resp:
             if resp.status != 202:
                 raise await self._failure(resp, f"upload of blob {digest} to {ref.name}")
@@ -523,16 +476,16 @@ class RegistryClient:
             self._check_uploaded(resp, ref, digest)
 
     @staticmethod
-    def _location(resp: aiohttp.ClientResponse, ref: Reference, digest: str) -> str:
+    def _location(resp: Response, ref: Reference, digest: str) -> str:
         location = resp.headers.get("Location")
         if not location:
             raise RegistryResponseError(
                 f"upload of blob {digest} to {ref.name}: the registry sent no Location", resp.status
             )
-        return str(resp.url.join(URL(location, encoded=True)))
+        return urljoin(resp.url, location)
 
     @staticmethod
-    def _check_uploaded(resp: aiohttp.ClientResponse, ref: Reference, digest: str) -> None:
+    def _check_uploaded(resp: Response, ref: Reference, digest: str) -> None:
         answered = resp.headers.get("Docker-Content-Digest")
         if answered and answered != digest:
             raise BlobVerificationError(f"upload of blob {digest} to {ref.name}: the registry stored {answered}")
@@ -582,7 +535,7 @@ class RegistryClient:
             done = await self._copy(resp, part, offset, hasher, size, where, lambda n: _report(progress_cb, n, total))
         _verify(where, digest, size, done, hasher)
 
-    async def _open_blob(self, ref: Reference, digest: str, offset: int) -> aiohttp.ClientResponse:
+    async def _open_blob(self, ref: Reference, digest: str, offset: int) -> Response:
         """``GET`` the blob from ``offset``: a 206 whose ``Content-Range`` starts at ``offset``, or a 200 (the
         registry ignored or refused the range: the caller starts from zero)."""
         path = f"/v2/{ref.repository}/blobs/{digest}"
@@ -592,7 +545,7 @@ class RegistryClient:
         if offset and resp.status in (206, 416):
             if resp.status == 206 and _content_range_start(resp.headers.get("Content-Range")) == offset:
                 return resp
-            resp.release()
+            await resp.aclose()
             resp = await self._send("GET", ref.api_host, path, scopes)
         if resp.status != 200 and not (offset and resp.status == 206):
             async with resp:
@@ -601,7 +554,7 @@ class RegistryClient:
 
     async def _copy(
         self,
-        resp: aiohttp.ClientResponse,
+        resp: Response,
         part: _PartialFile,
         offset: int,
         hasher: Any,
@@ -610,31 +563,27 @@ class RegistryClient:
         report: Callable[[int], None],
     ) -> int:
         """Stream the body into the file from ``offset``; returns the final size. Stops early when the blob grows
-        beyond ``size``. Progress counts the bytes received. Received data is written and hashed in a worker
-        thread, one :data:`CHUNK` at a time, while the next chunk arrives (the writes stay in order: the next
-        starts when the last is done)."""
-        writer = _ChunkWriter(part, offset, hasher)
+        beyond ``size``. Each piece is received, written and hashed by one worker thread, without a copy; the
+        layers of a pull move in parallel, so the cores stay busy."""
+        done = offset
         reported = offset
         report(offset)
+
+        def put(view: memoryview) -> None:
+            if size is not None and done + len(view) > size:
+                raise BlobVerificationError(f"{where}: the registry sent more than the {size} bytes expected")
+            part.put(view, done, hasher)
+
         try:
-            async for chunk in resp.content.iter_any():
-                if size is not None and writer.received + len(chunk) > size:
-                    raise BlobVerificationError(f"{where}: the registry sent more than the {size} bytes expected")
-                if writer.add(chunk) >= CHUNK:
-                    await writer.flush()
-                if writer.received - reported >= PROGRESS_STEP:
-                    reported = writer.received
-                    report(reported)
-        except (aiohttp.ClientError, OSError) as exc:
-            await writer.drain()
+            while received := await resp.read_into(put, READ_SIZE):
+                done += received
+                if done - reported >= PROGRESS_STEP:
+                    reported = done
+                    report(done)
+        except TransportError as exc:
             raise RegistryUnreachableError(f"{where}: the download broke off ({exc}); pull again to resume") from None
-        except BaseException:
-            await writer.drain()
-            raise
-        await writer.flush()
-        position = await writer.drain()
-        report(position)
-        return position
+        report(done)
+        return done
 
     # -- requests and authentication ----------------------------------------------------------------
 
@@ -646,44 +595,31 @@ class RegistryClient:
         scopes: Sequence[str],
         *,
         headers: dict[str, str] | None = None,
-        body: BodyFactory | None = None,
-    ) -> aiohttp.ClientResponse:
+        body: Body = None,
+    ) -> Response:
         """Send one request (``target`` is a path or an absolute, already encoded URL) with the right credentials;
         on a challenge for more (or other) scopes fetch a new token and send it once more."""
         endpoint = await self._endpoint(host)
-        url = URL(target, encoded=True) if "://" in target else endpoint.base.join(URL(target, encoded=True))
+        url = urljoin(endpoint.base, target)
         wanted = _merge_scopes(scopes)
         for attempt in (1, 2):
             request_headers = dict(headers or {})
             authorization = await self._authorization(host, endpoint, wanted)
             if authorization is not None:
                 request_headers["Authorization"] = authorization
-            resp = await self._raw(method, url, endpoint, request_headers, None if body is None else body())
+            resp = await self._raw(method, url, endpoint, request_headers, body)
             retry = None if attempt == 2 else self._retry_scopes(host, endpoint, resp, wanted)
             if retry is None:
                 return resp
-            resp.release()
+            await resp.aclose()
             wanted = retry
         raise AssertionError("unreachable")
 
-    async def _raw(
-        self, method: str, url: URL, endpoint: _Endpoint, headers: dict[str, str], data: Any
-    ) -> aiohttp.ClientResponse:
-        session = self._http()
+    async def _raw(self, method: str, url: str, endpoint: _Endpoint, headers: dict[str, str], body: Body) -> Response:
         try:
-            return await session.request(method, url, headers=headers, data=data, ssl=endpoint.verify_tls)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise RegistryUnreachableError(f"{method} {url.with_query(None)} failed: {reason}") from None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                headers={"User-Agent": USER_AGENT},
-                trace_configs=self._trace_configs or None,
-            )
-        return self._session
+            return await self._client.request(method, url, headers=headers, body=body, verify_tls=endpoint.verify_tls)
+        except TransportError as exc:
+            raise RegistryUnreachableError(f"{method} {url.partition('?')[0]} failed: {exc}") from None
 
     def _lock(self, key: object) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -697,9 +633,9 @@ class RegistryClient:
             insecure = self.is_insecure(host)
             problems: list[str] = []
             for scheme in ("https", "http") if insecure else ("https",):
-                endpoint = _Endpoint(URL(f"{scheme}://{host}/"), verify_tls=not insecure, challenge=None)
+                endpoint = _Endpoint(f"{scheme}://{host}/", verify_tls=not insecure, challenge=None)
                 try:
-                    async with await self._raw("GET", endpoint.base / "v2/", endpoint, {}, None) as resp:
+                    async with await self._raw("GET", endpoint.base + "v2/", endpoint, {}, None) as resp:
                         await resp.read()
                         endpoint.challenge = _preferred_challenge(resp) if resp.status == 401 else None
                 except RegistryUnreachableError as exc:
@@ -732,12 +668,12 @@ class RegistryClient:
         return f"Bearer {token.value}"
 
     def _retry_scopes(
-        self, host: str, endpoint: _Endpoint, resp: aiohttp.ClientResponse, wanted: tuple[str, ...]
+        self, host: str, endpoint: _Endpoint, resp: Response, wanted: tuple[str, ...]
     ) -> tuple[str, ...] | None:
         """The scopes to retry with after a 401 (or a 403 ``insufficient_scope``), or None for no retry."""
         if resp.status not in (401, 403):
             return None
-        challenges = parse_challenges(resp.headers.getall("WWW-Authenticate", []))
+        challenges = parse_challenges(resp.headers.get_all("WWW-Authenticate") or [])
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         if bearer is not None:
             if resp.status == 403 and bearer.params.get("error") != "insufficient_scope":
@@ -779,47 +715,49 @@ class RegistryClient:
         if not realm:
             raise AuthenticationError(f"{host} sent a Bearer challenge without a realm", 401)
         service = challenge.params.get("service", "")
-        url = URL(realm)
-        endpoint = _Endpoint(url, not (self.is_insecure(url.host or "") or url.scheme == "http"), None)
+        parts = urlsplit(realm)
+        endpoint = _Endpoint(realm, not (self.is_insecure(parts.netloc) or parts.scheme == "http"), None)
         who = f" as {credentials.username}" if credentials is not None and credentials.username else ""
         if credentials is not None and credentials.identity_token and not offline:
             form = {"grant_type": "refresh_token", "refresh_token": credentials.identity_token}
             form |= {"service": service, "client_id": CLIENT_ID, "scope": " ".join(scopes)}
-            request = self._raw("POST", url, endpoint, {}, form)
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+            request = self._raw("POST", realm, endpoint, headers, urlencode(form).encode())
         else:
             query = [("service", service), *(("scope", s) for s in scopes), ("client_id", CLIENT_ID)]
-            headers: dict[str, str] = {}
+            headers = {}
             if credentials is not None and credentials.username:
                 headers["Authorization"] = _basic(credentials)
                 query.append(("account", credentials.username))
                 if offline:
                     query.append(("offline_token", "true"))
-            request = self._raw("GET", url.with_query(query), endpoint, headers, None)
+            separator = "&" if parts.query else "?"
+            request = self._raw("GET", realm + separator + urlencode(query), endpoint, headers, None)
         return await self._token_json(request, host, who)
 
-    async def _token_json(self, request: Awaitable[aiohttp.ClientResponse], host: str, who: str) -> dict[str, Any]:
+    async def _token_json(self, request: Awaitable[Response], host: str, who: str) -> dict[str, Any]:
         async with await request as resp:
             if resp.status != 200:
                 error = await self._failure(resp, f"token for {host}{who}", hint=False)
                 raise AuthenticationError(str(error), resp.status, getattr(error, "code", ""))
             try:
-                answer = await resp.json(content_type=None)
+                answer = await resp.json()
             except ValueError:
                 raise AuthenticationError(f"the token service of {host} answered with invalid JSON", 200) from None
         if not isinstance(answer, dict):
             raise AuthenticationError(f"the token service of {host} answered with invalid JSON", 200)
         return answer
 
-    async def _failure(self, resp: aiohttp.ClientResponse, what: str, *, hint: bool = True) -> DistributionError:
+    async def _failure(self, resp: Response, what: str, *, hint: bool = True) -> DistributionError:
         """The error for an unexpected answer, with the spec's error code and message when the body has them; a
         401 suggests ``dockyard login`` (with ``hint``) when the client had no credentials for the host."""
         text = ""
-        with contextlib.suppress(aiohttp.ClientError, UnicodeDecodeError):
-            text = (await resp.content.read(64 << 10)).decode()
+        with contextlib.suppress(TransportError, UnicodeDecodeError):
+            text = (await resp.read(64 << 10)).decode()
         code, message = _error_body(text)
         status = resp.status
         if status == 401:
-            host = _host_key(resp.url)
+            host = resp.host
             login = f" (log in with: dockyard login {host})" if hint and not self._credentials.get(host) else ""
             return AuthenticationError(
                 f"{what}: unauthorized: {message or 'authentication required'}{login}", 401, code
@@ -829,7 +767,7 @@ class RegistryClient:
         if status == 404:
             return NotFoundError(f"{what}: not found ({code or 404}{': ' + message if message else ''})", 404, code)
         detail = f"{code}: {message}" if code else message or " ".join((resp.reason or "no details").split())
-        return RegistryResponseError(f"{what}: {resp.url.host} answered {status} ({detail})", status, code)
+        return RegistryResponseError(f"{what}: {resp.host} answered {status} ({detail})", status, code)
 
 
 def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
@@ -840,11 +778,6 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
         return ipaddress.ip_network(text, strict=False)
     except ValueError:
         return None
-
-
-def _host_key(url: URL) -> str:
-    host = url.host or ""
-    return f"{host}:{url.port}" if url.port and not url.is_default_port() else host
 
 
 def _error_body(text: str) -> tuple[str, str]:
@@ -858,8 +791,8 @@ def _error_body(text: str) -> tuple[str, str]:
         return "", line[:200]
 
 
-def _preferred_challenge(resp: aiohttp.ClientResponse) -> Challenge | None:
-    challenges = parse_challenges(resp.headers.getall("WWW-Authenticate", []))
+def _preferred_challenge(resp: Response) -> Challenge | None:
+    challenges = parse_challenges(resp.headers.get_all("WWW-Authenticate") or [])
     for scheme in ("bearer", "basic"):
         for challenge in challenges:
             if challenge.scheme == scheme:
@@ -884,13 +817,3 @@ def _verify(where: str, digest: str, size: int | None, done: int, hasher: Any) -
 def _report(progress_cb: ProgressCallback | None, done: int, total: int) -> None:
     if progress_cb is not None:
         progress_cb(done, max(total, done))
-
-
-async def _file_chunks(path: Path, size: int, progress_cb: ProgressCallback | None) -> AsyncIterator[bytes]:
-    """The bytes of ``path`` in chunks read by a worker thread, reporting progress as they go out."""
-    done = 0
-    with path.open("rb") as handle:
-        while chunk := await asyncio.to_thread(handle.read, CHUNK):
-            yield chunk
-            done += len(chunk)
-            _report(progress_cb, done, size)

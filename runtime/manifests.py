@@ -1,7 +1,7 @@
 """What the registry client and the image store share, without the HTTP stack: media types, the
 :class:`DistributionError` family, platforms, descriptors, manifests and the :class:`Progress` protocol.
 
-Kept apart from :mod:`runtime.distribution` (aiohttp, rich) so that the image store and ``dockyard run``
+Kept apart from :mod:`runtime.distribution` (asyncio, http.client, ssl) so that the image store and ``dockyard run``
 import none of that unless they talk to a registry.
 """
 

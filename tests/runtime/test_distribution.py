@@ -1,16 +1,16 @@
 """The registry client against real registries: a live dockyard (open and token mode) and a live CNCF Distribution
 (Debian's ``docker-registry``, open and with htpasswd Basic auth). Images are built from busybox-static and pushed
-with skopeo; the client's own requests are recorded through aiohttp's tracing hooks."""
+with skopeo; the client's own requests are recorded through its ``on_response`` hook."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import pytest
 
 from runtime.credentials import Credentials, CredentialStore
@@ -46,38 +46,25 @@ class Exchange:
 
 @dataclass
 class Recorder:
-    """Every request the client sends (through aiohttp's tracing), in order, with its response status."""
+    """Every request the client sends, in order, with its response status; ``events`` gets "start METHOD PATH" as
+    each answer's headers come in (before its body is read)."""
 
     exchanges: list[Exchange] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
 
-    def trace(self) -> aiohttp.TraceConfig:
-        config = aiohttp.TraceConfig()
-
-        async def started(_session: Any, _ctx: SimpleNamespace, params: aiohttp.TraceRequestStartParams) -> None:
-            self.events.append(f"start {params.method} {params.url.path}")
-
-        async def ended(_session: Any, _ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
-            self.exchanges.append(
-                Exchange(
-                    params.method,
-                    params.url.path,
-                    params.response.status,
-                    dict(params.headers),
-                    dict(params.response.headers),
-                )
-            )
-
-        config.on_request_start.append(started)
-        config.on_request_end.append(ended)
-        return config
+    def record(
+        self, method: str, url: str, status: int, request: Mapping[str, str], response: Mapping[str, str]
+    ) -> None:
+        path = urlsplit(url).path
+        self.events.append(f"start {method} {path}")
+        self.exchanges.append(Exchange(method, path, status, dict(request), dict(response)))
 
     def blob_gets(self) -> list[Exchange]:
         return [e for e in self.exchanges if e.method == "GET" and "/blobs/" in e.path]
 
     def client(self, **options: Any) -> RegistryClient:
         return RegistryClient(
-            trace_configs=[self.trace()], credentials=options.pop("credentials", no_credentials), **options
+            on_response=self.record, credentials=options.pop("credentials", no_credentials), **options
         )
 
 

@@ -73,3 +73,13 @@ def test_unknown_names_load_everything_and_help_lists_all() -> None:
         [sys.executable, "-m", "dockyard", "repo", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
     )
     assert "visibility" in done.stdout
+
+
+def test_the_registry_client_imports_neither_aiohttp_nor_rich() -> None:
+    """pull and push start at once: the client speaks HTTP through the standard library."""
+    code = "import json, sys, runtime.distribution; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    modules = set(json.loads(done.stdout))
+    assert not modules & {"aiohttp", "yarl", "multidict", "rich"}
