@@ -12,6 +12,7 @@ command module and look again, so a new command never goes missing, it only star
 
 from __future__ import annotations
 
+import gc as collector
 import importlib
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -71,9 +72,18 @@ class LazyGroup(click.Group):
 
 
 def load_commands(module: str | None = None) -> None:
-    """Import ``module`` (one of :data:`COMMAND_MODULES`), or all of them when None."""
-    for name in COMMAND_MODULES if module is None else (module,):
-        importlib.import_module(name)
+    """Import ``module`` (one of :data:`COMMAND_MODULES`), or all of them when None. The garbage collector pauses
+    meanwhile, and what exists then is frozen (never scanned again): imports create many long-lived objects and no
+    garbage, and collecting them costs ``dockyard run`` about 10 ms of its start."""
+    collecting = collector.isenabled()
+    collector.disable()
+    try:
+        for name in COMMAND_MODULES if module is None else (module,):
+            importlib.import_module(name)
+    finally:
+        collector.freeze()
+        if collecting:
+            collector.enable()
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
