@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
 import os
 import shutil
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from stat import S_ISDIR
 from typing import BinaryIO, TypeVar, cast
@@ -28,6 +28,7 @@ from storage.smallfiles import SmallFiles, read_with_stat
 T = TypeVar("T")
 READ_CHUNK = 1 << 20
 _TMP_MARK = "~tmp~"
+_TMP_SEQUENCE = itertools.count()  # with the pid: a temporary name no other live writer uses
 
 
 @contextmanager
@@ -53,16 +54,18 @@ async def _run(path: str, func: Callable[..., T], *args: object) -> T:
 
 
 def _in_parent(target: Path, action: Callable[[], T], attempts: int = 5) -> T:
-    """Create ``target``'s parent directories, then run ``action``; if a concurrent prune removed them in
-    between, create them again and retry, up to ``attempts`` times. (A prune racing ``mkdir`` itself shows
-    as FileExistsError: the directory existed, then was gone before ``mkdir`` could check it.)"""
+    """Run ``action``, which needs ``target``'s parent directory; when that is missing, create it (and its parents)
+    and run ``action`` again; if a concurrent prune removed it in between, again, up to ``attempts`` times. (A prune
+    racing ``mkdir`` itself shows as FileExistsError: the directory existed, then was gone before ``mkdir`` could
+    check it.) The directory usually exists: trying first saves a ``mkdir`` and a ``stat`` per write."""
     for attempt in range(attempts):
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
             return action()
-        except (FileNotFoundError, FileExistsError):
+        except FileNotFoundError:
             if attempt == attempts - 1:
                 raise
+        with suppress(FileExistsError):
+            target.parent.mkdir(parents=True, exist_ok=True)
     raise AssertionError("unreachable")
 
 
@@ -82,7 +85,7 @@ def _prune(directory: Path, root: Path) -> None:
 
 
 def _write_atomic(target: Path, data: bytes, fsync: bool) -> None:
-    tmp = target.with_name(f"{target.name}{_TMP_MARK}{uuid.uuid4().hex}")
+    tmp = target.with_name(f"{target.name}{_TMP_MARK}{os.getpid()}-{next(_TMP_SEQUENCE)}")
     try:
         with _open_new(tmp, "wb") as fh:
             fh.write(data)
