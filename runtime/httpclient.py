@@ -186,7 +186,7 @@ class Response:
 
     async def aclose(self) -> None:
         """Release the connection; a small unread rest of the body is read first, to keep the connection."""
-        rest = self.content_length
+        rest = self._raw.length  # what is left of the body: 0 for HEAD, 204 and 304, None when not known
         if self._connection is not None and not self._raw.isclosed() and rest is not None and rest <= DRAIN_MAX:
             with contextlib.suppress(TransportError):
                 await self._blocking(self._raw.read)

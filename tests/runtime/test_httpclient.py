@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -14,6 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from dockyard.certs import self_signed
 from runtime.httpclient import FileBody, HttpClient, TransportError
 
 AGENT = "dockyard-test/1"
@@ -69,6 +71,15 @@ async def test_keep_alive_reuses_one_connection(
         async with await client.request("GET", f"{server}/a") as response:
             assert response.status == 200
             assert await response.read() == b"hello"
+    assert len({port for *_, port in seen}) == 1
+
+
+async def test_head_of_a_large_resource_keeps_the_connection(
+    client: HttpClient, server: str, seen: list[tuple[str, str, str | None, int]]
+) -> None:
+    for _ in range(2):
+        async with await client.request("HEAD", f"{server}/big") as response:
+            assert response.content_length == 100_000
     assert len({port for *_, port in seen}) == 1
 
 
@@ -200,3 +211,40 @@ async def test_a_read_timeout_is_a_transport_error() -> None:
             await http.request("GET", f"http://127.0.0.1:{silent.getsockname()[1]}/")
     finally:
         await http.close()
+
+
+@pytest.fixture
+def tls_pair(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
+    """A self-signed certificate for 127.0.0.1 (as ``dockyard certs selfsigned`` makes) and a server context."""
+    cert, key = self_signed(["127.0.0.1"], days=1)
+    (tmp_path / "ca.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "ca.pem", tmp_path / "key.pem")
+    return tmp_path / "ca.pem", context
+
+
+async def test_https_is_verified_against_the_trust_store(
+    tls_pair: tuple[Path, ssl.SSLContext],
+    seen: list[tuple[str, str, str | None, int]],
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ca, context = tls_pair
+    url = base_url(await aiohttp_server(recording_app(seen), ssl=context))
+    assert url.startswith("https://")
+    untrusting = HttpClient(user_agent=AGENT)
+    try:
+        with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"):
+            await untrusting.request("GET", f"{url}/a")
+        async with await untrusting.request("GET", f"{url}/a", verify_tls=False) as response:
+            assert await response.read() == b"hello"  # an insecure registry: TLS without verification
+    finally:
+        await untrusting.close()
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # read when the client builds its verifying context
+    trusting = HttpClient(user_agent=AGENT)
+    try:
+        async with await trusting.request("GET", f"{url}/a") as response:
+            assert await response.read() == b"hello"
+    finally:
+        await trusting.close()
