@@ -27,8 +27,10 @@ def _general_name(host: str) -> object:
         return x509.DNSName(host)
 
 
-def self_signed(hosts: list[str], days: int) -> tuple[bytes, bytes]:
-    """(certificate PEM, private key PEM) of a new self-signed certificate for ``hosts`` (at least one)."""
+def self_signed(hosts: list[str], days: int, *, client: bool = False) -> tuple[bytes, bytes]:
+    """(certificate PEM, private key PEM) of a new self-signed certificate for ``hosts`` (at least one): a server
+    certificate, or with ``client`` a client certificate (extended key usage clientAuth, as a registry's
+    ``certs.d`` folder holds one)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -62,7 +64,10 @@ def self_signed(hosts: list[str], days: int) -> tuple[bytes, bytes]:
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]),
+            critical=False,
+        )
         .sign(key, hashes.SHA256())
     )
     key_pem = key.private_bytes(

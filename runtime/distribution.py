@@ -4,7 +4,8 @@ It speaks to dockyard (open or token mode), CNCF Distribution and any registry d
 
 - **Transport**: HTTPS with certificate checks, except for insecure hosts (``127.0.0.0/8``, ``localhost``,
   ``[::1]`` and those listed in ``insecure_registries``): there HTTPS is tried without verification first and
-  plain HTTP is the fallback, as docker does. The scheme that answered ``GET /v2/`` is kept per host.
+  plain HTTP is the fallback, as docker does. The scheme that answered ``GET /v2/`` is kept per host. A registry's
+  folder in docker's or podman's ``certs.d`` adds its CA certificates and client certificate (:mod:`runtime.certsd`).
 - **Authentication**: the ``GET /v2/`` probe learns the host's challenge. ``Basic`` → the stored credentials go
   in every request. ``Bearer`` → a token from the challenge's ``realm`` for the scopes a call needs (``GET`` with
   ``service``, ``scope`` and Basic credentials when known; ``POST`` with the ``refresh_token`` grant when the
@@ -47,9 +48,10 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlencode, urljoin, urlsplit
 
+from runtime.certsd import CERTS_DIRS, trust_for
 from runtime.credentials import Credentials
 from runtime.credentials import lookup as default_lookup
-from runtime.httpclient import Body, FileBody, HttpClient, Response, ResponseHook, TransportError
+from runtime.httpclient import Body, FileBody, HttpClient, Response, ResponseHook, TlsTrust, TransportError
 from runtime.manifests import (
     MANIFEST_ACCEPT,
     MAX_MANIFEST_BYTES,
@@ -140,10 +142,10 @@ def _basic(credentials: Credentials) -> str:
 
 @dataclass
 class _Endpoint:
-    """How one host is reached: base URL, whether TLS is verified, and the challenge of ``GET /v2/``."""
+    """How one host is reached: base URL, how its TLS is checked, and the challenge of ``GET /v2/``."""
 
     base: str
-    verify_tls: bool
+    tls: TlsTrust
     challenge: Challenge | None
 
 
@@ -234,8 +236,9 @@ class RegistryClient:
 
     ``credentials`` maps a host to its credentials (default: docker's ``config.json`` via
     :func:`runtime.credentials.lookup`); ``insecure_registries`` lists hosts (``host`` or ``host:port``) that may
-    use plain HTTP or unverified TLS besides loopback ones; ``on_response`` sees every response (tests record the
-    requests with it); the timeouts are in seconds."""
+    use plain HTTP or unverified TLS besides loopback ones; ``certs_dirs`` are where per-registry TLS folders are
+    looked up (docker's and podman's ``certs.d``); ``on_response`` sees every response (tests record the requests
+    with it); the timeouts are in seconds."""
 
     def __init__(
         self,
@@ -246,11 +249,13 @@ class RegistryClient:
         monolithic_max: int = MONOLITHIC_MAX,
         connect_timeout: float = 30.0,
         read_timeout: float = 120.0,
+        certs_dirs: Sequence[Path] = CERTS_DIRS,
     ) -> None:
         self._lookup = credentials
         self._insecure = frozenset(h.lower() for h in insecure_registries)
         self._insecure_networks = [n for n in map(_network, self._insecure) if n is not None]
         self.monolithic_max = monolithic_max
+        self._certs_dirs = tuple(certs_dirs)
         self._client = HttpClient(
             user_agent=USER_AGENT, connect_timeout=connect_timeout, read_timeout=read_timeout, on_response=on_response
         )
@@ -617,7 +622,7 @@ class RegistryClient:
 
     async def _raw(self, method: str, url: str, endpoint: _Endpoint, headers: dict[str, str], body: Body) -> Response:
         try:
-            return await self._client.request(method, url, headers=headers, body=body, verify_tls=endpoint.verify_tls)
+            return await self._client.request(method, url, headers=headers, body=body, tls=endpoint.tls)
         except TransportError as exc:
             raise RegistryUnreachableError(f"{method} {url.partition('?')[0]} failed: {exc}") from None
 
@@ -633,7 +638,7 @@ class RegistryClient:
             insecure = self.is_insecure(host)
             problems: list[str] = []
             for scheme in ("https", "http") if insecure else ("https",):
-                endpoint = _Endpoint(f"{scheme}://{host}/", verify_tls=not insecure, challenge=None)
+                endpoint = _Endpoint(f"{scheme}://{host}/", trust_for(host, not insecure, self._certs_dirs), None)
                 try:
                     async with await self._raw("GET", endpoint.base + "v2/", endpoint, {}, None) as resp:
                         await resp.read()
@@ -716,7 +721,8 @@ class RegistryClient:
             raise AuthenticationError(f"{host} sent a Bearer challenge without a realm", 401)
         service = challenge.params.get("service", "")
         parts = urlsplit(realm)
-        endpoint = _Endpoint(realm, not (self.is_insecure(parts.netloc) or parts.scheme == "http"), None)
+        verify = not (self.is_insecure(parts.netloc) or parts.scheme == "http")
+        endpoint = _Endpoint(realm, trust_for(parts.netloc, verify, self._certs_dirs), None)
         who = f" as {credentials.username}" if credentials is not None and credentials.username else ""
         if credentials is not None and credentials.identity_token and not offline:
             form = {"grant_type": "refresh_token", "refresh_token": credentials.identity_token}

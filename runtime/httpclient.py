@@ -50,7 +50,6 @@ DRAIN_MAX = 64 << 10  # an unread rest of a body up to this size is read to keep
 
 T = TypeVar("T")
 ResponseHook = Callable[[str, str, int, Mapping[str, str], Mapping[str, str]], None]
-Origin = tuple[str, str, int, bool]  # scheme, host, port, verify TLS
 
 
 class TransportError(Exception):
@@ -68,6 +67,22 @@ class FileBody:
 
 
 Body = bytes | FileBody | None
+
+
+@dataclass(frozen=True)
+class TlsTrust:
+    """How a TLS server is checked: with ``verify``, against the system's trust store plus the CA certificates of
+    ``ca_files``; without, not at all (insecure registries). ``client_cert`` (certificate, key) is presented when
+    the server asks for one."""
+
+    verify: bool = True
+    ca_files: tuple[Path, ...] = ()
+    client_cert: tuple[Path, Path] | None = None
+
+
+VERIFY = TlsTrust()
+NO_VERIFY = TlsTrust(verify=False)
+Origin = tuple[str, str, int, TlsTrust]  # scheme, host, port, trust
 
 
 class _Connection:
@@ -266,7 +281,7 @@ class HttpClient:
         self._read_timeout = read_timeout
         self._on_response = on_response
         self._idle: dict[Origin, list[_Connection]] = {}
-        self._contexts: dict[bool, ssl.SSLContext] = {}
+        self._contexts: dict[TlsTrust, ssl.SSLContext] = {}
         self._workers = _Workers(WORKERS)
 
     async def request(
@@ -276,18 +291,18 @@ class HttpClient:
         *,
         headers: Mapping[str, str] | None = None,
         body: Body = None,
-        verify_tls: bool = True,
+        tls: TlsTrust = VERIFY,
     ) -> Response:
         """Send ``method url`` and return the answer once its headers are in (redirects followed for GET/HEAD)."""
         sent = {"User-Agent": self._user_agent, **(headers or {})}
         for _ in range(MAX_REDIRECTS + 1):
-            response = await self._send(method, url, sent, body, verify_tls)
+            response = await self._send(method, url, sent, body, tls)
             location = response.headers.get("Location")
             if response.status not in REDIRECTS or method not in ("GET", "HEAD") or not location:
                 return response
             await response.aclose()
             target = urljoin(url, location)
-            if _origin_of(target, verify_tls)[:3] != _origin_of(url, verify_tls)[:3]:
+            if _origin_of(target, tls)[:3] != _origin_of(url, tls)[:3]:
                 sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
             url = target
         raise TransportError(f"{method} {_without_query(url)}: more than {MAX_REDIRECTS} redirects")
@@ -300,8 +315,8 @@ class HttpClient:
         self._idle.clear()
         self._workers.stop()
 
-    async def _send(self, method: str, url: str, headers: dict[str, str], body: Body, verify_tls: bool) -> Response:
-        origin = _origin_of(url, verify_tls)
+    async def _send(self, method: str, url: str, headers: dict[str, str], body: Body, tls: TlsTrust) -> Response:
+        origin = _origin_of(url, tls)
         target = _target_of(url)
         if isinstance(body, FileBody):
             headers = {**headers, "Content-Length": str(body.size)}
@@ -340,6 +355,8 @@ class HttpClient:
             if wait_on_cancel:
                 with contextlib.suppress(BaseException):
                     await future
+            else:
+                future.add_done_callback(_retrieve)
             raise
         except (OSError, http.client.HTTPException, ValueError) as exc:
             connection.abort()
@@ -357,22 +374,45 @@ class HttpClient:
     def _keep(self, connection: _Connection) -> None:
         self._idle.setdefault(connection.origin, []).append(connection)
 
-    def _context(self, verify: bool) -> ssl.SSLContext:
-        """The TLS context: the system's trust store, or (insecure registries) no verification at all (then no
-        certificate is loaded, which saves reading the whole trust store)."""
-        context = self._contexts.get(verify)
+    def _context(self, trust: TlsTrust) -> ssl.SSLContext:
+        """The TLS context of ``trust`` (built once). Without verification no certificate is loaded, which saves
+        reading the whole trust store; unreadable or invalid files are a TransportError."""
+        context = self._contexts.get(trust)
         if context is None:
-            if verify:
-                context = ssl.create_default_context()
-            else:
-                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            self._contexts[verify] = context
+            try:
+                context = _build_context(trust)
+            except (OSError, ssl.SSLError) as exc:
+                raise TransportError(f"TLS files {_tls_files(trust)}: {_reason(exc)}") from None
+            self._contexts[trust] = context
         return context
 
 
-def _origin_of(url: str, verify_tls: bool) -> Origin:
+def _build_context(trust: TlsTrust) -> ssl.SSLContext:
+    if trust.verify:
+        context = ssl.create_default_context()
+        for ca_file in trust.ca_files:
+            context.load_verify_locations(cafile=ca_file)
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if trust.client_cert is not None:
+        context.load_cert_chain(*trust.client_cert)
+    return context
+
+
+def _tls_files(trust: TlsTrust) -> str:
+    return ", ".join(str(path) for path in (*trust.ca_files, *(trust.client_cert or ()))) or "(system trust store)"
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark the outcome of a call nobody awaits any more as seen: asyncio would log an exception left in it when the
+    future is collected, whenever that happens (even in the middle of another thread's work)."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _origin_of(url: str, tls: TlsTrust) -> Origin:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise TransportError(f"not an http(s) URL: {_without_query(url)}")
@@ -380,7 +420,7 @@ def _origin_of(url: str, verify_tls: bool) -> Origin:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise TransportError(f"invalid port in {_without_query(url)}") from None
-    return parts.scheme, parts.hostname, port, verify_tls
+    return parts.scheme, parts.hostname, port, tls
 
 
 def _target_of(url: str) -> str:

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from dockyard.certs import self_signed
-from runtime.httpclient import FileBody, HttpClient, TransportError
+from runtime.httpclient import NO_VERIFY, FileBody, HttpClient, TlsTrust, TransportError
 
 AGENT = "dockyard-test/1"
 
@@ -237,7 +237,7 @@ async def test_https_is_verified_against_the_trust_store(
     try:
         with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"):
             await untrusting.request("GET", f"{url}/a")
-        async with await untrusting.request("GET", f"{url}/a", verify_tls=False) as response:
+        async with await untrusting.request("GET", f"{url}/a", tls=NO_VERIFY) as response:
             assert await response.read() == b"hello"  # an insecure registry: TLS without verification
     finally:
         await untrusting.close()
@@ -248,3 +248,29 @@ async def test_https_is_verified_against_the_trust_store(
             assert await response.read() == b"hello"
     finally:
         await trusting.close()
+
+
+async def test_ca_files_and_a_client_certificate_come_from_the_trust(
+    tls_pair: tuple[Path, ssl.SSLContext],
+    seen: list[tuple[str, str, str | None, int]],
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+    tmp_path: Path,
+) -> None:
+    ca, context = tls_pair
+    client_cert, client_key = self_signed(["dockyard-client"], days=1, client=True)
+    (tmp_path / "client.cert").write_bytes(client_cert)
+    (tmp_path / "client.key").write_bytes(client_key)
+    context.load_verify_locations(cafile=tmp_path / "client.cert")
+    context.verify_mode = ssl.CERT_REQUIRED  # the server wants a client certificate it trusts
+    url = base_url(await aiohttp_server(recording_app(seen), ssl=context))
+    http = HttpClient(user_agent=AGENT)
+    try:
+        with pytest.raises(TransportError):  # the CA alone: the server refuses the handshake
+            await http.request("GET", f"{url}/a", tls=TlsTrust(ca_files=(ca,)))
+        trust = TlsTrust(ca_files=(ca,), client_cert=(tmp_path / "client.cert", tmp_path / "client.key"))
+        async with await http.request("GET", f"{url}/a", tls=trust) as response:
+            assert await response.read() == b"hello"
+        with pytest.raises(TransportError, match=r"TLS files .*missing\.crt"):
+            await http.request("GET", f"{url}/a", tls=TlsTrust(ca_files=(tmp_path / "missing.crt",)))
+    finally:
+        await http.close()
