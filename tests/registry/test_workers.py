@@ -24,14 +24,17 @@ from tests.support.server import LiveRegistry, live_registry, run_dockyard
 WORKERS = 2
 
 
-def worker_pids(registry: LiveRegistry, count: int = WORKERS, timeout: float = 20.0) -> list[int]:
-    """The pids of the server's workers, once ``count`` of them run."""
+def worker_pids(registry: LiveRegistry, count: int = WORKERS, timeout: float = 20.0, listen: bool = True) -> list[int]:
+    """The pids of the server's workers, once ``count`` of them run (and, with ``listen``, listen)."""
     deadline = time.monotonic() + timeout
     while True:
         children = Path(f"/proc/{registry.process.pid}/task/{registry.process.pid}/children").read_text().split()
         if len(children) == count or time.monotonic() > deadline:
             assert len(children) == count, children
-            return sorted(int(pid) for pid in children)
+            pids = sorted(int(pid) for pid in children)
+            if listen:
+                wait_listening(registry, pids)
+            return pids
         time.sleep(0.05)
 
 
@@ -50,6 +53,24 @@ def socket_inodes(pid: int) -> set[int]:
         if target.startswith("socket:["):
             inodes.add(int(target[8:-1]))
     return inodes
+
+
+def wait_listening(registry: LiveRegistry, pids: list[int], timeout: float = 30.0) -> None:
+    """Wait until each of ``pids`` holds a socket listening on the registry's port: a worker's pid exists as soon
+    as it is forked, its socket only once it has started (seconds on a loaded machine)."""
+    wanted = f"0100007F:{registry.port:04X}"
+    deadline = time.monotonic() + timeout
+    while True:
+        listening = {
+            int(fields[9])
+            for fields in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+            if fields[1] == wanted and fields[3] == "0A"  # TCP_LISTEN
+        }
+        waiting = [pid for pid in pids if not socket_inodes(pid) & listening]
+        if not waiting:
+            return
+        assert time.monotonic() < deadline, f"workers {waiting} not listening after {timeout} s"
+        time.sleep(0.05)
 
 
 def serving_worker(conn: http.client.HTTPConnection, port: int, pids: list[int]) -> int:
@@ -128,7 +149,7 @@ def test_a_dead_worker_is_replaced(workers_registry: LiveRegistry) -> None:
     before = worker_pids(workers_registry)
     os.kill(before[0], signal.SIGKILL)
     deadline = time.monotonic() + 20
-    while (after := worker_pids(workers_registry)) == before or before[0] in after:
+    while (after := worker_pids(workers_registry, listen=False)) == before or before[0] in after:
         assert time.monotonic() < deadline, "the killed worker was not replaced"
         time.sleep(0.1)
     assert before[1] in after
