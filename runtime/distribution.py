@@ -72,7 +72,6 @@ from runtime.references import Reference, is_loopback_host, split_host_port
 CLIENT_ID = "dockyard"
 USER_AGENT = "dockyard-runtime/0.1"
 CHUNK = 4 << 20  # bytes hashed at once when a partial download is resumed
-READ_SIZE = 1 << 20  # bytes of a download received, written and hashed at once
 PROGRESS_STEP = 1 << 20  # bytes received between two progress reports of a download
 MONOLITHIC_MAX = 1 << 20  # blobs up to this size are uploaded in one request
 TOKEN_MARGIN = 10.0  # seconds before expiry at which a cached token is no longer used
@@ -580,7 +579,7 @@ class RegistryClient:
             part.put(view, done, hasher)
 
         try:
-            while received := await resp.read_into(put, READ_SIZE):
+            while received := await resp.read_into(put):  # pieces of httpclient.BLOCK bytes
                 done += received
                 if done - reported >= PROGRESS_STEP:
                     reported = done

@@ -55,17 +55,21 @@ def socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
+def tcp_rows(port: int) -> Iterator[list[str]]:
+    """The fields of the /proc/net/tcp rows of sockets on 127.0.0.1:``port`` (state in [3], inode in [9])."""
+    wanted = f"0100007F:{port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == wanted:
+            yield fields
+
+
 def wait_listening(registry: LiveRegistry, pids: list[int], timeout: float = 30.0) -> None:
     """Wait until each of ``pids`` holds a socket listening on the registry's port: a worker's pid exists as soon
     as it is forked, its socket only once it has started (seconds on a loaded machine)."""
-    wanted = f"0100007F:{registry.port:04X}"
     deadline = time.monotonic() + timeout
     while True:
-        listening = {
-            int(fields[9])
-            for fields in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
-            if fields[1] == wanted and fields[3] == "0A"  # TCP_LISTEN
-        }
+        listening = {int(fields[9]) for fields in tcp_rows(registry.port) if fields[3] == "0A"}  # TCP_LISTEN
         waiting = [pid for pid in pids if not socket_inodes(pid) & listening]
         if not waiting:
             return
@@ -77,10 +81,8 @@ def serving_worker(conn: http.client.HTTPConnection, port: int, pids: list[int])
     """The worker holding the server side of ``conn`` (from /proc/net/tcp and the workers' descriptors)."""
     assert conn.sock is not None
     client_port = conn.sock.getsockname()[1]
-    wanted = f"0100007F:{port:04X}"
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == wanted and fields[2].endswith(f":{client_port:04X}"):
+    for fields in tcp_rows(port):
+        if fields[2].endswith(f":{client_port:04X}"):
             inode = int(fields[9])
             owners = [pid for pid in pids if inode in socket_inodes(pid)]
             assert len(owners) == 1, owners

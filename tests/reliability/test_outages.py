@@ -88,6 +88,17 @@ class Verdict:
     slowest_ms: int = 0
     examples: list[str] = field(default_factory=list)  # the non-retryable answers, as evidence
 
+    def tally_fields(self) -> dict[str, int]:
+        """The counts as the report's columns name them."""
+        return {
+            "requests_during_outage": self.during,
+            "retryable_503": self.retryable,
+            "streams_cut": self.cut,
+            "non_retryable": self.non_retryable,
+            "hangs": self.hangs,
+            "slowest_error_ms": self.slowest_ms,
+        }
+
 
 def judge(answers: list[Answer], windows: list[tuple[float, float]]) -> Verdict:
     """Sort every answer: hangs anywhere; among the failed requests that were under way during an outage window,
@@ -126,6 +137,15 @@ def run_through_outages(
     return windows
 
 
+def kept_serving(registry: LiveRegistry, pid: int, traffic: Traffic) -> bool:
+    """The registry's process ``pid`` still runs (never restarted) and every worker's last request succeeded."""
+    return (
+        registry.process.poll() is None
+        and registry.process.pid == pid
+        and not any(worker.failed_last for worker in traffic.workers)
+    )
+
+
 def test_s3_killed_during_pushes_and_pulls(tmp_path: Path, tally: Tally) -> None:
     outages = scaled(1, 4)
     with s3_registry(tmp_path) as s3:
@@ -140,22 +160,12 @@ def test_s3_killed_during_pushes_and_pulls(tmp_path: Path, tally: Tally) -> None
         verdict = judge(list(traffic.answers()), windows)
         after = [worker.acked[-1] for worker in traffic.workers if worker.acked]
         intact_after = pulled_intact_count(s3.client(), after)
-        recovered = int(
-            s3.registry.process.poll() is None
-            and s3.registry.process.pid == pid
-            and not any(worker.failed_last for worker in traffic.workers)
-            and intact_after == WORKERS
-        )
+        recovered = int(kept_serving(s3.registry, pid, traffic) and intact_after == WORKERS)
     tally.record(
         "Faults",
         "S3 server killed during pushes and pulls (restarted empty)",
         tried=outages,
-        requests_during_outage=verdict.during,
-        retryable_503=verdict.retryable,
-        streams_cut=verdict.cut,
-        non_retryable=verdict.non_retryable,
-        hangs=verdict.hangs,
-        slowest_error_ms=verdict.slowest_ms,
+        **verdict.tally_fields(),
         corrupt_served=traffic.corrupt,
         recovered_without_restart=recovered,
     )
@@ -172,21 +182,12 @@ def test_s3_frozen_during_pushes_and_pulls(tmp_path: Path, tally: Tally) -> None
         verdict = judge(list(traffic.answers()), windows)
         kept = [*s3.seeds, *traffic.acked]
         lost = len(kept) - pulled_intact_count(s3.client(), kept)
-        recovered = int(
-            s3.registry.process.poll() is None
-            and s3.registry.process.pid == pid
-            and not any(worker.failed_last for worker in traffic.workers)
-        )
+        recovered = int(kept_serving(s3.registry, pid, traffic))
     tally.record(
         "Faults",
         "S3 server frozen (SIGSTOP) during pushes and pulls",
         tried=outages,
-        requests_during_outage=verdict.during,
-        retryable_503=verdict.retryable,
-        streams_cut=verdict.cut,
-        non_retryable=verdict.non_retryable,
-        hangs=verdict.hangs,
-        slowest_error_ms=verdict.slowest_ms,
+        **verdict.tally_fields(),
         data_lost=lost,
         corrupt_served=traffic.corrupt,
         recovered_without_restart=recovered,

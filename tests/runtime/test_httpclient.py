@@ -21,6 +21,7 @@ from runtime.httpclient import NO_VERIFY, FileBody, HttpClient, TlsTrust, Transp
 AGENT = "dockyard-test/1"
 
 
+Seen = list[tuple[str, str, str | None, int]]  # (method, path, Authorization, peer port) of each request
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 
 
@@ -29,12 +30,12 @@ def base_url(server: TestServer) -> str:
 
 
 @pytest.fixture
-def seen() -> list[tuple[str, str, str | None, int]]:
+def seen() -> Seen:
     """(method, path, Authorization, peer port) of every request the servers below got."""
     return []
 
 
-def recording_app(seen: list[tuple[str, str, str | None, int]], redirect_to: str = "") -> web.Application:
+def recording_app(seen: Seen, redirect_to: str = "") -> web.Application:
     async def handle(request: web.Request) -> web.StreamResponse:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         seen.append((request.method, request.path, request.headers.get("Authorization"), peer[1] if peer else 0))
@@ -53,7 +54,7 @@ def recording_app(seen: list[tuple[str, str, str | None, int]], redirect_to: str
 
 
 @pytest.fixture
-async def server(seen: list[tuple[str, str, str | None, int]], aiohttp_server: ServerFactory) -> str:
+async def server(seen: Seen, aiohttp_server: ServerFactory) -> str:
     return base_url(await aiohttp_server(recording_app(seen)))
 
 
@@ -64,9 +65,7 @@ async def client() -> AsyncIterator[HttpClient]:
     await http.close()
 
 
-async def test_keep_alive_reuses_one_connection(
-    client: HttpClient, server: str, seen: list[tuple[str, str, str | None, int]]
-) -> None:
+async def test_keep_alive_reuses_one_connection(client: HttpClient, server: str, seen: Seen) -> None:
     for _ in range(3):
         async with await client.request("GET", f"{server}/a") as response:
             assert response.status == 200
@@ -74,18 +73,14 @@ async def test_keep_alive_reuses_one_connection(
     assert len({port for *_, port in seen}) == 1
 
 
-async def test_head_of_a_large_resource_keeps_the_connection(
-    client: HttpClient, server: str, seen: list[tuple[str, str, str | None, int]]
-) -> None:
+async def test_head_of_a_large_resource_keeps_the_connection(client: HttpClient, server: str, seen: Seen) -> None:
     for _ in range(2):
         async with await client.request("HEAD", f"{server}/big") as response:
             assert response.content_length == 100_000
     assert len({port for *_, port in seen}) == 1
 
 
-async def test_an_unread_large_body_closes_its_connection(
-    client: HttpClient, server: str, seen: list[tuple[str, str, str | None, int]]
-) -> None:
+async def test_an_unread_large_body_closes_its_connection(client: HttpClient, server: str, seen: Seen) -> None:
     async with await client.request("GET", f"{server}/big") as response:
         assert await response.read(10) == b"x" * 10
     async with await client.request("GET", f"{server}/a") as response:
@@ -94,7 +89,7 @@ async def test_an_unread_large_body_closes_its_connection(
 
 
 async def test_redirects_keep_authorization_only_within_the_origin(
-    client: HttpClient, seen: list[tuple[str, str, str | None, int]], aiohttp_server: ServerFactory
+    client: HttpClient, seen: Seen, aiohttp_server: ServerFactory
 ) -> None:
     other = base_url(await aiohttp_server(recording_app(seen)))
     origin = base_url(await aiohttp_server(recording_app(seen, redirect_to=other)))
@@ -226,7 +221,7 @@ def tls_pair(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
 
 async def test_https_is_verified_against_the_trust_store(
     tls_pair: tuple[Path, ssl.SSLContext],
-    seen: list[tuple[str, str, str | None, int]],
+    seen: Seen,
     aiohttp_server: Callable[..., Awaitable[TestServer]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -252,7 +247,7 @@ async def test_https_is_verified_against_the_trust_store(
 
 async def test_ca_files_and_a_client_certificate_come_from_the_trust(
     tls_pair: tuple[Path, ssl.SSLContext],
-    seen: list[tuple[str, str, str | None, int]],
+    seen: Seen,
     aiohttp_server: Callable[..., Awaitable[TestServer]],
     tmp_path: Path,
 ) -> None:
