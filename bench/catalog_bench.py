@@ -76,7 +76,7 @@ async def measure(probe: Probe, runs: int) -> list[float]:
 def report(backend: str, label: str, samples: list[float]) -> None:
     p50, p90 = percentile(samples, 0.5) * 1000, percentile(samples, 0.9) * 1000
     verdict = "met" if p50 < TARGET_MS else "MISSED"
-    print(f"{backend:<8}{label:<44}p50 {p50:7.1f} ms  p90 {p90:7.1f} ms  target < {TARGET_MS:.0f} ms: {verdict}")
+    print(f"{backend:<8}{label:<44}p50 {p50:8.3f} ms  p90 {p90:8.3f} ms  target < {TARGET_MS:.0f} ms: {verdict}")
 
 
 def probes(catalog: Catalog, index: Index, data: Dataset, member: Viewer) -> dict[str, Probe]:
