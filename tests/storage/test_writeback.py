@@ -1,0 +1,56 @@
+"""Early write-back of uploaded files (storage.writeback) and its use by the filesystem driver's writer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from storage import filesystem, writeback
+from storage.filesystem import FilesystemDriver
+from storage.writeback import WRITEBACK_STEP, start_writeback
+
+
+def test_sync_file_range_is_found_and_accepts_a_range(tmp_path: Path) -> None:
+    assert writeback._sync_file_range is not None
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100_000)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        assert writeback._sync_file_range(fd, 0, 100_000, writeback._SYNC_FILE_RANGE_WRITE) == 0
+        start_writeback(fd, 0, 100_000)
+        start_writeback(fd, 0, 0)
+    finally:
+        os.close(fd)
+
+
+def test_start_writeback_ignores_a_bad_descriptor() -> None:
+    start_writeback(-1, 0, 4096)  # advice only: the fsync that follows reports real errors
+
+
+async def test_writer_asks_for_writeback_of_each_step_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[tuple[int, int]] = []
+    monkeypatch.setattr(filesystem, "start_writeback", lambda _fd, offset, length: asked.append((offset, length)))
+    driver = FilesystemDriver(tmp_path)
+    piece = bytes(range(256)) * ((3 << 20) // 256)  # 3 MiB
+    writer = await driver.writer("blob")
+    for _ in range(7):  # 21 MiB: two steps of 8 MiB, five MiB left for the fsync
+        await writer.write(piece)
+    await writer.commit()
+    assert asked == [(0, 9 << 20), (9 << 20, 9 << 20)]
+    assert (tmp_path / "blob").read_bytes() == piece * 7
+
+
+async def test_appending_writer_counts_from_the_existing_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[tuple[int, int]] = []
+    monkeypatch.setattr(filesystem, "start_writeback", lambda _fd, offset, length: asked.append((offset, length)))
+    driver = FilesystemDriver(tmp_path)
+    (tmp_path / "blob").write_bytes(b"a" * (5 << 20))
+    writer = await driver.writer("blob", append=True)
+    await writer.write(b"b" * (WRITEBACK_STEP - 1))
+    assert asked == []
+    await writer.write(b"c")
+    await writer.close()
+    assert asked == [(5 << 20, WRITEBACK_STEP)]
+    assert os.path.getsize(tmp_path / "blob") == (5 << 20) + WRITEBACK_STEP
