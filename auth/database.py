@@ -19,7 +19,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
@@ -145,6 +145,21 @@ def _create_engine(url: URL) -> AsyncEngine:
     event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
     event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
     return engine
+
+
+def sync_twin(engine: AsyncEngine) -> Engine | None:
+    """A synchronous engine on the same SQLite file as ``engine`` (same pragmas, same ``BEGIN`` rules), for
+    transactions that run whole in one worker thread instead of a thread round trip per statement; None when
+    ``engine`` is not SQLite (asyncpg needs no thread). Its connections may move between threads; dispose it with
+    the engine."""
+    if engine.dialect.name != "sqlite":
+        return None
+    twin = create_engine(
+        engine.url.set(drivername="sqlite+pysqlite"), pool_size=1, connect_args={"check_same_thread": False}
+    )
+    event.listen(twin, "connect", _on_sqlite_connect)
+    event.listen(twin, "begin", _on_sqlite_begin)
+    return twin
 
 
 def _create_private_file(path: Path) -> None:

@@ -32,10 +32,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Integer, Select, Table, bindparam, delete, exists, func, select, union_all, update
+from sqlalchemy import (
+    BindParameter,
+    Engine,
+    Integer,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    exists,
+    func,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from auth.database import WRITE, insert
+from auth.database import WRITE, insert, sync_twin
 from catalog.describe import ManifestFacts, describe
 from catalog.models import IndexedBlobRow, IndexedManifestRow, IndexedRepositoryRow, IndexedTagRow
 from catalog.reads import INLINE_ROWS, reads_for
@@ -172,6 +185,8 @@ class Index:
     async def close(self) -> None:
         """Stop the timers and write pending pull counts. The engine stays open (its owner disposes it)."""
         self._reads.close()
+        if "_twin" in self.__dict__ and self._twin is not None:
+            self._twin.dispose()
         if self._repairer is not None:
             self._repairer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -282,10 +297,17 @@ class Index:
         """Write every push of ``batch`` in one transaction and resolve their futures (each with the error, if
         it failed). Group commit: while one transaction runs, the pushes that arrive queue up and go together in
         the next, so concurrent pushes share one commit instead of each waiting for the database's write lock in
-        turn. Repository rows are taken in name order, so two processes' batches can't deadlock."""
+        turn. Repository rows are taken in name order, so two processes' batches can't deadlock. On SQLite the
+        whole transaction runs in one worker thread (:func:`~auth.database.sync_twin`): through the async engine
+        each of its statements would be several round trips to aiosqlite's thread."""
+        steps = self._push_steps(batch)
         try:
-            async with self._writer.begin() as connection:
-                await self._write_pushes(connection, batch)
+            if self._twin is not None:
+                await asyncio.to_thread(_run_steps, self._twin, steps)
+            else:
+                async with self._writer.begin() as connection:
+                    for statement, parameters in steps:
+                        await connection.execute(statement, parameters)
         except Exception as exc:
             for push in batch:
                 push.done.set_exception(exc)
@@ -293,24 +315,28 @@ class Index:
             for push in batch:
                 push.done.set_result(None)
 
-    async def _write_pushes(self, connection: AsyncConnection, batch: list[_Push]) -> None:
-        """The rows of ``batch``: one ``executemany`` per table (a later push of the same manifest or tag wins),
-        then each repository's counts in one statement."""
+    def _push_steps(self, batch: list[_Push]) -> list[_Step]:
+        """The statements of ``batch``: one ``executemany`` per table (a later push of the same manifest or tag
+        wins), then the counts of every repository it touched."""
         upserts = self._upserts
         names = sorted({push.name for push in batch})
         latest = {push.name: push.at for push in sorted(batch, key=lambda p: p.at)}
-        await connection.execute(upserts.claim, [_repository_row(name, latest[name]) for name in names])
         manifests = {(push.name, push.facts.digest): push for push in batch}
-        await connection.execute(upserts.manifest, [_manifest_row(p.name, p.facts, p.at) for p in manifests.values()])
-        await connection.execute(upserts.forget_blobs, [{"r": name, "m": digest} for name, digest in manifests])
+        steps: list[_Step] = [
+            (upserts.claim, [_repository_row(name, latest[name]) for name in names]),
+            (upserts.manifest, [_manifest_row(p.name, p.facts, p.at) for p in manifests.values()]),
+            (upserts.forget_blobs, [{"r": name, "m": digest} for name, digest in manifests]),
+        ]
         if blobs := [row for push in manifests.values() for row in _blob_rows(push.name, push.facts)]:
-            await connection.execute(upserts.blob, blobs)
-        tags = {(push.name, tag): push for push in batch for tag in push.tags}
-        if tags:
-            rows = [_tag_row(name, tag, p.facts.digest, p.at) for (name, tag), p in tags.items()]
-            await connection.execute(upserts.tag, rows)
-        for name in names:
-            await self._recount(connection, name)
+            steps.append((upserts.blob, blobs))
+        if tags := {(push.name, tag): push for push in batch for tag in push.tags}:
+            steps.append((upserts.tag, [_tag_row(name, tag, p.facts.digest, p.at) for (name, tag), p in tags.items()]))
+        steps.append((_RECOUNT, [{"repository": name} for name in names]))
+        return steps
+
+    @functools.cached_property
+    def _twin(self) -> Engine | None:
+        return sync_twin(self.engine)
 
     @functools.cached_property
     def _upserts(self) -> _Upserts:
@@ -368,10 +394,7 @@ class Index:
     @staticmethod
     async def _recount(connection: AsyncConnection, name: str) -> None:
         """``tag_count`` and ``size`` of repository ``name`` from its rows, in one statement."""
-        tags = select(func.count()).select_from(T).where(T.c.repository == name).scalar_subquery()
-        await connection.execute(
-            update(R).where(R.c.name == name).values(tag_count=tags, size=_size_query(name).scalar_subquery())
-        )
+        await connection.execute(_RECOUNT, {"repository": name})
 
     @staticmethod
     async def _delete_repository(connection: AsyncConnection, name: str) -> None:
@@ -540,7 +563,7 @@ def _tag_row(name: str, tag: str, digest: str, at: datetime, pulled: datetime | 
     return {"repository": name, "name": tag, "digest": digest, "pushed_at": at, "last_pull_at": pulled}
 
 
-def _size_query(name: str) -> Any:
+def _size_query(name: str | BindParameter[str]) -> Any:
     """Compressed bytes of repository ``name``: each distinct digest once, over the blobs its manifests
     reference and the manifests' own bytes (a manifest's ``size`` minus its blob rows)."""
     referenced = (
@@ -554,6 +577,30 @@ def _size_query(name: str) -> Any:
     ).subquery()
     per_digest = select(parts.c.digest, func.max(parts.c.size).label("size")).group_by(parts.c.digest).subquery()
     return select(func.coalesce(func.sum(per_digest.c.size), 0))
+
+
+_RECOUNT = (
+    update(R)
+    .where(R.c.name == bindparam("repository"))
+    .values(
+        tag_count=select(func.count())
+        .select_from(T)
+        .where(T.c.repository == bindparam("repository"))
+        .scalar_subquery(),
+        size=_size_query(bindparam("repository")).scalar_subquery(),
+    )
+)
+"""``tag_count`` and ``size`` of repository ``name`` from its rows (one statement, built once)."""
+
+_Step = tuple[Any, list[dict[str, Any]]]
+"""A statement and its parameter sets (run as one ``executemany``)."""
+
+
+def _run_steps(engine: Engine, steps: list[_Step]) -> None:
+    """Run ``steps`` in one write transaction of the synchronous ``engine`` (blocking: call it in a thread)."""
+    with engine.execution_options(**{WRITE: True}).begin() as connection:
+        for statement, parameters in steps:
+            connection.execute(statement, parameters)
 
 
 # What changes whenever a repository's set of tag names changes (see :meth:`Index.tag_names`).

@@ -1,0 +1,106 @@
+"""The filesystem driver's writer: small writes wait in memory, the file opens with the first write to disk, and a
+small blob costs one thread call in all."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storage import filesystem
+from storage.errors import StorageError
+from storage.filesystem import WRITE_AT_ONCE, FilesystemDriver
+
+
+@pytest.fixture
+def thread_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the functions the driver hands to worker threads, in order."""
+    calls: list[str] = []
+    original = filesystem._run
+
+    async def counting(path: str, func: Callable[..., Any], *args: object) -> Any:
+        calls.append(getattr(func, "__name__", repr(func)))
+        return await original(path, func, *args)
+
+    monkeypatch.setattr(filesystem, "_run", counting)
+    return calls
+
+
+async def test_a_small_blob_is_one_thread_call(tmp_path: Path, thread_calls: list[str]) -> None:
+    driver = FilesystemDriver(tmp_path)
+    writer = await driver.writer("objects/a")
+    await writer.write(b"abc")
+    await writer.write(b"def")
+    assert not (tmp_path / "objects").exists()  # nothing opened yet
+    assert writer.size == 6
+    await writer.commit()
+    assert thread_calls == ["finish"]
+    assert (tmp_path / "objects" / "a").read_bytes() == b"abcdef"
+
+
+async def test_large_writes_go_to_disk_as_they_come(tmp_path: Path, thread_calls: list[str]) -> None:
+    driver = FilesystemDriver(tmp_path)
+    writer = await driver.writer("big")
+    piece = b"x" * WRITE_AT_ONCE
+    await writer.write(b"head")
+    await writer.write(piece)  # with what was pending: written now
+    assert (tmp_path / "big").stat().st_size == WRITE_AT_ONCE + 4
+    await writer.write(b"tail")
+    await writer.commit()
+    assert thread_calls == ["_flush", "finish"]
+    assert (tmp_path / "big").read_bytes() == b"head" + piece + b"tail"
+
+
+async def test_append_continues_from_the_size_on_disk(tmp_path: Path) -> None:
+    driver = FilesystemDriver(tmp_path)
+    (tmp_path / "session").write_bytes(b"12345")
+    writer = await driver.writer("session", append=True)
+    assert writer.size == 5
+    await writer.write(b"678")
+    await writer.close()
+    assert (tmp_path / "session").read_bytes() == b"12345678"
+
+
+async def test_closing_an_unwritten_append_writer_creates_the_empty_file(tmp_path: Path) -> None:
+    driver = FilesystemDriver(tmp_path)
+    writer = await driver.writer("new/session", append=True)
+    assert writer.size == 0
+    await writer.close()
+    await writer.close()  # idempotent
+    assert (tmp_path / "new" / "session").read_bytes() == b""
+
+
+async def test_cancel_discards_pending_and_written_bytes(tmp_path: Path) -> None:
+    driver = FilesystemDriver(tmp_path)
+    writer = await driver.writer("d/f")
+    await writer.write(b"y" * WRITE_AT_ONCE)
+    await writer.write(b"pending")
+    await writer.cancel()
+    assert not (tmp_path / "d").exists()
+
+
+async def test_a_failing_open_is_a_storage_error_when_the_bytes_go_to_disk(tmp_path: Path) -> None:
+    driver = FilesystemDriver(tmp_path)
+    (tmp_path / "file").write_bytes(b"")
+    writer = await driver.writer("file/child")  # a parent that is a file
+    await writer.write(b"z")
+    with pytest.raises(StorageError):
+        await writer.commit()
+
+
+async def test_concurrent_writers_of_different_keys_do_not_mix(tmp_path: Path) -> None:
+    driver = FilesystemDriver(tmp_path)
+
+    async def write(name: str) -> None:
+        writer = await driver.writer(name)
+        for i in range(20):
+            await writer.write(f"{name}{i};".encode())
+            await asyncio.sleep(0)
+        await writer.commit()
+
+    await asyncio.gather(*(write(f"k{n}") for n in range(5)))
+    for n in range(5):
+        assert (tmp_path / f"k{n}").read_text() == "".join(f"k{n}{i};" for i in range(20))
