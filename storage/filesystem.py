@@ -172,8 +172,8 @@ class FilesystemWriter:
 
     Writes smaller than :data:`WRITE_AT_ONCE` wait in memory until that much is pending, and the file is opened by
     the first thread call that writes: a small blob costs one thread hand-off in all (open, write, fsync and close
-    in :meth:`commit`) instead of four. Every :data:`WRITEBACK_STEP` bytes the disk is asked to start writing what
-    came so far (:mod:`storage.writeback`), so the fsync has little left to do.
+    in :meth:`commit`) instead of four. Every :data:`WRITEBACK_STEP` bytes, and at :meth:`close`, the disk is asked to
+    start writing what came so far (:mod:`storage.writeback`), so the final fsync has little left to do.
     """
 
     def __init__(self, key: str, target: Path, append: bool, size: int, root: Path) -> None:
@@ -221,11 +221,12 @@ class FilesystemWriter:
 
         def finish() -> None:
             try:
-                self._flush()
+                fh = self._flush()
                 if durable:
-                    fh = self._open()
                     fh.flush()
                     os.fsync(fh.fileno())
+                else:  # e.g. one chunk of an upload: its bytes go to disk while the next chunks arrive
+                    self._write_back(fh, 1)
             finally:
                 if self._fh is not None:
                     self._fh.close()
@@ -237,14 +238,19 @@ class FilesystemWriter:
             self._fh = _open_new(self._target, self._mode)
         return self._fh
 
-    def _flush(self) -> None:
+    def _flush(self) -> BinaryIO:
         """Write the pending pieces (opening the file on the first call) and start the write-back of each full
-        step."""
+        step; returns the file."""
         pieces, self._pending, self._pending_size = self._pending, [], 0
         fh = self._open()
         for piece in pieces:
             fh.write(piece)
-        if self._size - self._written_back >= WRITEBACK_STEP:
+        self._write_back(fh, WRITEBACK_STEP)
+        return fh
+
+    def _write_back(self, fh: BinaryIO, at_least: int) -> None:
+        """Start the disk write-back of what was written since the last one, if that is ``at_least`` bytes."""
+        if self._size - self._written_back >= at_least:
             fh.flush()
             start_writeback(fh.fileno(), self._written_back, self._size - self._written_back)
             self._written_back = self._size

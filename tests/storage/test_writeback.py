@@ -54,3 +54,19 @@ async def test_appending_writer_counts_from_the_existing_size(tmp_path: Path, mo
     await writer.close()
     assert asked == [(5 << 20, WRITEBACK_STEP)]
     assert os.path.getsize(tmp_path / "blob") == (5 << 20) + WRITEBACK_STEP
+
+
+async def test_closing_a_writer_starts_the_write_back_of_its_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[int, int]] = []
+    monkeypatch.setattr(filesystem, "start_writeback", lambda _fd, offset, length: asked.append((offset, length)))
+    driver = FilesystemDriver(tmp_path)
+    for _chunk in range(3):  # one chunk of an upload per writer, as PATCH requests do
+        writer = await driver.writer("session", append=True)
+        await writer.write(b"x" * 1000)
+        await writer.close()
+    assert asked == [(0, 1000), (1000, 1000), (2000, 1000)]
+    writer = await driver.writer("session", append=True)
+    await writer.commit()  # the fsync itself writes the rest
+    assert asked == [(0, 1000), (1000, 1000), (2000, 1000)]
