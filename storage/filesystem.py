@@ -28,6 +28,7 @@ from storage.writeback import WRITEBACK_STEP, start_writeback
 
 T = TypeVar("T")
 READ_CHUNK = 1 << 20
+PATHS_REMEMBERED = 4096
 WRITE_AT_ONCE = 1 << 20
 """A writer keeps smaller writes in memory until this many bytes are pending (see :class:`FilesystemWriter`)."""
 _TMP_MARK = "~tmp~"
@@ -267,9 +268,17 @@ class FilesystemDriver:
         self.root.mkdir(parents=True, exist_ok=True)
         self._fsync_puts = fsync_puts
         self._small = SmallFiles()
+        self._paths: dict[str, Path] = {}
 
     def _full(self, path: str) -> Path:
-        return self.root / path.lstrip("/") if path != "/" else self.root
+        """The file of key ``path``; recently used ones are remembered (joining a ``Path`` costs more than the
+        ``stat`` that usually follows, and a push names the same keys several times)."""
+        full = self._paths.get(path)
+        if full is None:
+            if len(self._paths) >= PATHS_REMEMBERED:
+                self._paths.clear()
+            full = self._paths[path] = self.root / path.lstrip("/") if path != "/" else self.root
+        return full
 
     async def get_content(self, path: str) -> bytes:
         """The file's bytes; small files come from :class:`~storage.smallfiles.SmallFiles` while unchanged

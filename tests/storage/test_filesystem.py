@@ -1,5 +1,6 @@
-"""The filesystem driver's writer: small writes wait in memory, the file opens with the first write to disk, and a
-small blob costs one thread call in all."""
+"""The filesystem driver's own behaviour (the contract suite covers the rest): its writer keeps small writes in memory,
+opens the file with the first write to disk, and a small blob costs one thread call in all; key-to-file paths are
+remembered in a bounded table."""
 
 from __future__ import annotations
 
@@ -104,3 +105,14 @@ async def test_concurrent_writers_of_different_keys_do_not_mix(tmp_path: Path) -
     await asyncio.gather(*(write(f"k{n}") for n in range(5)))
     for n in range(5):
         assert (tmp_path / f"k{n}").read_text() == "".join(f"k{n}{i};" for i in range(20))
+
+
+async def test_remembered_paths_are_bounded_and_stay_right(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(filesystem, "PATHS_REMEMBERED", 3)
+    driver = FilesystemDriver(tmp_path)
+    for round_ in range(2):
+        for n in range(10):
+            await driver.put_content(f"/k/{n}", f"{round_}:{n}".encode())
+            assert len(driver._paths) <= 3
+    assert [await driver.get_content(f"/k/{n}") for n in range(10)] == [f"1:{n}".encode() for n in range(10)]
+    assert (tmp_path / "k" / "7").read_bytes() == b"1:7"
