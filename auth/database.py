@@ -42,6 +42,7 @@ __all__ = [
     "is_unavailable",
     "open_database",
     "safe_url",
+    "sync_twin",
 ]
 
 WRITE = "dockyard_write"  # execution option: this transaction will write (BEGIN IMMEDIATE on SQLite)

@@ -28,6 +28,7 @@ import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -185,8 +186,12 @@ class Index:
     async def close(self) -> None:
         """Stop the timers and write pending pull counts. The engine stays open (its owner disposes it)."""
         self._reads.close()
-        if "_twin" in self.__dict__ and self._twin is not None:
-            self._twin.dispose()
+        committer = self.__dict__.pop("_committer", None)
+        if committer is not None:
+            await asyncio.to_thread(committer.shutdown)  # a commit under way finishes first
+        twin = self.__dict__.pop("_twin", None)
+        if twin is not None:
+            twin.dispose()
         if self._repairer is not None:
             self._repairer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -300,10 +305,10 @@ class Index:
         turn. Repository rows are taken in name order, so two processes' batches can't deadlock. On SQLite the
         whole transaction runs in one worker thread (:func:`~auth.database.sync_twin`): through the async engine
         each of its statements would be several round trips to aiosqlite's thread."""
-        steps = self._push_steps(batch)
         try:
+            steps = self._push_steps(batch)
             if self._twin is not None:
-                await asyncio.to_thread(_run_steps, self._twin, steps)
+                await asyncio.get_running_loop().run_in_executor(self._committer, _run_steps, self._twin, steps)
             else:
                 async with self._writer.begin() as connection:
                     for statement, parameters in steps:
@@ -337,6 +342,12 @@ class Index:
     @functools.cached_property
     def _twin(self) -> Engine | None:
         return sync_twin(self.engine)
+
+    @functools.cached_property
+    def _committer(self) -> ThreadPoolExecutor:
+        """The thread of the SQLite group commits: their own, so a commit waiting for another process's write lock
+        (up to the busy timeout) holds no thread of the storage I/O."""
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="dockyard-index")
 
     @functools.cached_property
     def _upserts(self) -> _Upserts:

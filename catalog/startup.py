@@ -3,7 +3,8 @@
 The index lives in the account database (``auth.database_url``, else ``<state_dir>/accounts.db``) in both auth
 modes, so an open registry has one too. Only where no place was configured and storage does not last either
 — memory storage, or an open registry on non-filesystem storage without ``auth.state_dir`` — the index is kept in
-a temporary SQLite file removed at close, and rebuilt from storage at each start.
+a temporary SQLite file removed at close, and rebuilt from storage at each start. Several worker processes share
+one such file (:func:`shared_scratch_index`), so they all answer from the same index.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 
 from auth.database import database_url, open_database
@@ -21,7 +22,7 @@ from registry.config import FilesystemStorage, MemoryStorage, Settings
 from registry.store import Store
 from registry.store.repos import repositories
 
-__all__ = ["index_database_url", "opened_index", "rebuild_if_needed"]
+__all__ = ["index_database_url", "opened_index", "rebuild_if_needed", "shared_scratch_index"]
 
 log = logging.getLogger("dockyard.catalog")
 PROGRESS_EVERY = 2.0  # seconds between progress lines of a start-up rebuild
@@ -37,13 +38,29 @@ def index_database_url(settings: Settings) -> str | None:
     return None
 
 
+@contextmanager
+def shared_scratch_index(settings: Settings) -> Iterator[Settings]:
+    """``settings`` for several processes serving together: where each would keep its index in a temporary file of
+    its own (see the module docstring) and see only the pushes it handled, they get one temporary file for all of
+    them (as ``auth.database_url``), removed on exit. Unchanged ``settings`` where the index has a lasting place."""
+    if index_database_url(settings) is not None:
+        yield settings
+        return
+    with tempfile.TemporaryDirectory(prefix="dockyard-index-") as scratch:
+        url = f"sqlite+aiosqlite:///{Path(scratch) / 'index.db'}"
+        yield settings.model_copy(update={"auth": settings.auth.model_copy(update={"database_url": url})})
+
+
 @asynccontextmanager
 async def opened_index(settings: Settings, store: Store) -> AsyncIterator[Index]:
     """An :class:`Index` over ``store`` on the configured database (migrated on open); closed, with its pending
     pull counts written and its engine disposed, on exit. Raises ``auth.database.DatabaseError`` (one line)."""
     url = index_database_url(settings)
-    with tempfile.TemporaryDirectory(prefix="dockyard-index-") as scratch:
-        engine = await open_database(url or f"sqlite+aiosqlite:///{Path(scratch) / 'index.db'}")
+    with ExitStack() as scratch:
+        if url is None:
+            folder = scratch.enter_context(tempfile.TemporaryDirectory(prefix="dockyard-index-"))
+            url = f"sqlite+aiosqlite:///{Path(folder) / 'index.db'}"
+        engine = await open_database(url)
         index = Index(engine, store)
         try:
             yield index

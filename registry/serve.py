@@ -72,9 +72,12 @@ def serve(settings: Settings) -> None:
         _serve_one(settings, context, reuse_port=False)
         return
     check_port_free(settings.host, settings.port)
-    status = run_in_child(lambda: _one_line_errors(lambda: asyncio.run(prepare(settings))))
-    if not status:
-        status = Supervisor(count, lambda: _serve_one(settings, context, reuse_port=True)).run()
+    from catalog.startup import shared_scratch_index
+
+    with shared_scratch_index(settings) as shared:
+        status = run_in_child(lambda: _one_line_errors(lambda: asyncio.run(prepare(shared))))
+        if not status:
+            status = Supervisor(count, lambda: _serve_one(shared, context, reuse_port=True)).run()
     if status:
         raise SystemExit(status)
 

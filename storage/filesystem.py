@@ -15,6 +15,7 @@ import errno
 import itertools
 import os
 import shutil
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -29,6 +30,7 @@ from storage.writeback import WRITEBACK_STEP, start_writeback
 T = TypeVar("T")
 READ_CHUNK = 1 << 20
 PATHS_REMEMBERED = 4096
+_IOV_MAX = os.sysconf("SC_IOV_MAX")  # buffers per writev (1024 on Linux)
 WRITE_AT_ONCE = 1 << 20
 """A writer keeps smaller writes in memory until this many bytes are pending (see :class:`FilesystemWriter`)."""
 _TMP_MARK = "~tmp~"
@@ -181,35 +183,43 @@ class FilesystemWriter:
         self._key = key
         self._root = root
         self._target = target
-        self._mode = "ab" if append else "wb"
-        self._fh: BinaryIO | None = None
+        self._flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
+        self._fd: int | None = None
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._size = size
         self._written_back = size
         self._closed = False
+        self._lock = threading.Lock()  # a close after a cancelled write waits for that write's thread
 
     @property
     def size(self) -> int:
+        """Bytes in the file, counting pending ones; after a failed write, what the file really holds."""
         return self._size
 
     async def write(self, data: bytes) -> None:
+        if self._closed:
+            raise ValueError(f"write to the closed writer of {self._key}")
         self._pending.append(data)
         self._pending_size += len(data)
         self._size += len(data)
         if self._pending_size >= WRITE_AT_ONCE:
-            await _run(self._key, self._flush)
+            await _run(self._key, self.flush)
 
     async def commit(self) -> None:
         await self._finish(durable=True)
 
     async def cancel(self) -> None:
         self._closed = True
-        self._pending.clear()
-        if self._fh is not None:
-            self._fh.close()
-        self._target.unlink(missing_ok=True)
-        _prune(self._target.parent, self._root)
+
+        def discard() -> None:
+            with self._lock:
+                self._pending.clear()
+                self._close_file()
+                self._target.unlink(missing_ok=True)
+                _prune(self._target.parent, self._root)
+
+        await _run(self._key, discard)
 
     async def close(self) -> None:
         if not self._closed:
@@ -221,40 +231,59 @@ class FilesystemWriter:
         self._closed = True
 
         def finish() -> None:
-            try:
-                fh = self._flush()
-                if durable:
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                else:  # e.g. one chunk of an upload: its bytes go to disk while the next chunks arrive
-                    self._write_back(fh, 1)
-            finally:
-                if self._fh is not None:
-                    self._fh.close()
+            with self._lock:
+                try:
+                    fd = self._flush()
+                    if durable:
+                        os.fsync(fd)
+                    else:  # e.g. one chunk of an upload: its bytes go to disk while the next chunks arrive
+                        self._write_back(fd, 1)
+                finally:
+                    self._close_file()
 
         await _run(self._key, finish)
 
-    def _open(self) -> BinaryIO:
-        if self._fh is None:
-            self._fh = _open_new(self._target, self._mode)
-        return self._fh
+    def flush(self) -> None:
+        """Write the pending pieces now (blocking: runs in a worker thread)."""
+        with self._lock:
+            self._flush()
 
-    def _flush(self) -> BinaryIO:
+    def _flush(self) -> int:
         """Write the pending pieces (opening the file on the first call) and start the write-back of each full
-        step; returns the file."""
+        step; returns the file descriptor. On failure nothing stays pending and :attr:`size` is the file's."""
         pieces, self._pending, self._pending_size = self._pending, [], 0
-        fh = self._open()
-        for piece in pieces:
-            fh.write(piece)
-        self._write_back(fh, WRITEBACK_STEP)
-        return fh
+        try:
+            if self._fd is None:
+                self._fd = _in_parent(self._target, lambda: os.open(self._target, self._flags, 0o666))
+            _write_all(self._fd, pieces)
+        except BaseException:
+            self._size = os.fstat(self._fd).st_size if self._fd is not None else self._size - sum(map(len, pieces))
+            raise
+        self._write_back(self._fd, WRITEBACK_STEP)
+        return self._fd
 
-    def _write_back(self, fh: BinaryIO, at_least: int) -> None:
+    def _write_back(self, fd: int, at_least: int) -> None:
         """Start the disk write-back of what was written since the last one, if that is ``at_least`` bytes."""
         if self._size - self._written_back >= at_least:
-            fh.flush()
-            start_writeback(fh.fileno(), self._written_back, self._size - self._written_back)
+            start_writeback(fd, self._written_back, self._size - self._written_back)
             self._written_back = self._size
+
+    def _close_file(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+def _write_all(fd: int, pieces: list[bytes]) -> None:
+    """Write ``pieces`` in order, in as few ``writev`` calls as the kernel allows (one may write less than asked)."""
+    views = [memoryview(piece) for piece in pieces if piece]
+    while views:
+        written = os.writev(fd, views[:_IOV_MAX])
+        while written:
+            if written >= len(views[0]):
+                written -= len(views.pop(0))
+            else:
+                views[0], written = views[0][written:], 0
 
 
 class FilesystemDriver:

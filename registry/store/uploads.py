@@ -3,8 +3,7 @@
 A session is its ``_uploads/<id>/startedat`` record in the repository plus its bytes in ``objects/<id>``.
 Publishing follows one fixed order: on the final PUT the bytes are made durable (the S3 multipart upload
 completes), their digest is verified, they become the blob (:meth:`BlobStore.publish`: a rename where
-cheap, else a pointer, never a copy), then the repository link is written and the session record removed (at
-the same time: the push is acknowledged after both).
+cheap, else a pointer, never a copy), the repository link is written, the session record is removed.
 A reader therefore never sees a partial or unverified blob, and a digest mismatch keeps nothing.
 
 The running SHA-256 of a session is kept in this process while its chunks arrive here; when a session
@@ -17,7 +16,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,14 +68,6 @@ async def _store_piece(writer: Writer, hasher: Any, piece: bytes) -> None:
         await writer.write(piece)
     else:
         await asyncio.gather(asyncio.to_thread(hasher.update, piece), writer.write(piece))
-
-
-async def concurrently(*steps: Awaitable[Any]) -> None:
-    """Run ``steps`` at the same time and wait for all of them; then raise the first failure, if any (unlike a bare
-    ``gather``, no step is left running unobserved when another fails)."""
-    for outcome in await asyncio.gather(*steps, return_exceptions=True):
-        if isinstance(outcome, BaseException):
-            raise outcome
 
 
 def _unknown(upload_id: str) -> RegistryError:
@@ -201,9 +192,8 @@ class UploadStore:
     async def _publish(self, name: str, upload_id: str, digest: Digest, size: int) -> None:
         await self.blobs.claim([digest])
         await self.blobs.publish(digest, key("upload_data", upload=upload_id), size)
-        await concurrently(  # independent, and the push is acknowledged only after both
-            self.blobs.link(name, digest), links.delete_optional(self.driver, key("upload", name=name, upload=upload_id))
-        )
+        await self.blobs.link(name, digest)
+        await links.delete_optional(self.driver, key("upload", name=name, upload=upload_id))
         self._sessions.pop(upload_id, None)
 
     async def discard(self, name: str, upload_id: str) -> None:

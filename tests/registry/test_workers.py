@@ -19,6 +19,7 @@ import pytest
 
 from registry.workers import resolve_count
 from tests.support.oci import push_image
+from tests.support.s3 import S3Server
 from tests.support.server import LiveRegistry, live_registry, run_dockyard
 
 WORKERS = 2
@@ -211,3 +212,37 @@ def test_memory_storage_is_served_by_one_process(tmp_path: Path) -> None:
 def test_zero_means_one_per_core() -> None:
     assert resolve_count(0) == len(os.sched_getaffinity(0))
     assert resolve_count(3) == 3
+
+
+async def test_workers_on_s3_without_a_state_dir_share_one_index(
+    tmp_path: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An open registry on S3 keeps its metadata index in a temporary file; its workers share one (each used to
+    have its own and list only the tags it had been sent), removed when the server stops."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the server makes its temporary index
+    settings = s3.driver_settings(s3.new_bucket())
+    env = {"DOCKYARD_STORAGE__TYPE": "s3"} | {f"DOCKYARD_STORAGE__{k.upper()}": str(v) for k, v in settings.items()}
+    with live_registry(tmp_path, "--workers", str(WORKERS), env=env) as registry:
+        pids = worker_pids(registry)
+        tags = [f"v{n}" for n in range(12)]
+        for tag in tags:  # a session each: the pushes reach both workers
+            await push_tag(registry, tag, f"layer {tag}".encode())
+        answered: dict[int, list[list[str]]] = {pid: [] for pid in pids}
+        opened = []
+        try:
+            for _ in range(30):
+                conn = http.client.HTTPConnection("127.0.0.1", registry.port, timeout=10)
+                conn.request("GET", "/v2/team/app/tags/list")
+                resp = conn.getresponse()
+                listed = json.loads(resp.read())["tags"]
+                answered[serving_worker(conn, registry.port, pids)].append(listed)
+                opened.append(conn)
+        finally:
+            for conn in opened:
+                conn.close()
+        assert all(answered.values()), f"a worker got no connection: {answered}"
+        assert {pid: {tuple(t) for t in lists} for pid, lists in answered.items()} == {
+            pid: {tuple(sorted(tags))} for pid in pids
+        }
+        assert len(list(tmp_path.glob("dockyard-index-*"))) == 1
+    assert not list(tmp_path.glob("dockyard-index-*"))

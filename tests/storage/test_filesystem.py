@@ -5,6 +5,8 @@ remembered in a bounded table."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 
 from storage import filesystem
-from storage.errors import StorageError
+from storage.errors import StorageError, StorageFull
 from storage.filesystem import WRITE_AT_ONCE, FilesystemDriver
 
 
@@ -51,7 +53,7 @@ async def test_large_writes_go_to_disk_as_they_come(tmp_path: Path, thread_calls
     assert (tmp_path / "big").stat().st_size == WRITE_AT_ONCE + 4
     await writer.write(b"tail")
     await writer.commit()
-    assert thread_calls == ["_flush", "finish"]
+    assert thread_calls == ["flush", "finish"]
     assert (tmp_path / "big").read_bytes() == b"head" + piece + b"tail"
 
 
@@ -90,6 +92,37 @@ async def test_a_failing_open_is_a_storage_error_when_the_bytes_go_to_disk(tmp_p
     await writer.write(b"z")
     with pytest.raises(StorageError):
         await writer.commit()
+
+
+async def test_a_failed_write_leaves_size_at_what_the_file_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def half_then_full(fd: int, pieces: list[bytes]) -> None:
+        data = b"".join(pieces)
+        os.write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    driver = FilesystemDriver(tmp_path)
+    (tmp_path / "s").write_bytes(b"0123")
+    writer = await driver.writer("s", append=True)
+    await writer.write(b"a" * 100)
+    monkeypatch.setattr(filesystem, "_write_all", half_then_full)
+    with pytest.raises(StorageFull):
+        await writer.commit()
+    assert writer.size == 4 + 50 == (tmp_path / "s").stat().st_size
+    with pytest.raises(ValueError, match="closed writer"):
+        await writer.write(b"late")
+    await writer.close()  # already closed: nothing to do
+
+
+async def test_a_failed_open_drops_what_was_pending(tmp_path: Path) -> None:
+    driver = FilesystemDriver(tmp_path)
+    (tmp_path / "file").write_bytes(b"")
+    writer = await driver.writer("file/child")
+    await writer.write(b"12345")
+    with pytest.raises(StorageError):
+        await writer.close()
+    assert writer.size == 0
 
 
 async def test_concurrent_writers_of_different_keys_do_not_mix(tmp_path: Path) -> None:
