@@ -109,7 +109,14 @@ class BlobStore:
         await asyncio.gather(*(self._mark_used(digest) for digest in wanted))
 
     async def _mark_used(self, digest: Digest) -> None:
-        if 0 < await self._stored_at(digest) < time.time() - MARKER_REFRESH:
+        """Rewrite the blob's ``used`` marker unless its data or the marker itself is newer than
+        :data:`MARKER_REFRESH` seconds (a blob named by every push, e.g. a base layer, is rewritten at most that
+        often, not once per push)."""
+        recent = time.time() - MARKER_REFRESH
+        if (
+            0 < await self._stored_at(digest) < recent
+            and await links.modified(self.driver, key("blob_used", digest=digest)) < recent
+        ):
             await self.driver.put_content(key("blob_used", digest=digest), b"")
 
     async def _stored_at(self, digest: Digest) -> float:
