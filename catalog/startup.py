@@ -46,9 +46,15 @@ def shared_scratch_index(settings: Settings) -> Iterator[Settings]:
     if index_database_url(settings) is not None:
         yield settings
         return
-    with tempfile.TemporaryDirectory(prefix="dockyard-index-") as scratch:
-        url = f"sqlite+aiosqlite:///{Path(scratch) / 'index.db'}"
+    with _scratch_database() as url:
         yield settings.model_copy(update={"auth": settings.auth.model_copy(update={"database_url": url})})
+
+
+@contextmanager
+def _scratch_database() -> Iterator[str]:
+    """The URL of a new SQLite file in a temporary folder, removed with the folder on exit."""
+    with tempfile.TemporaryDirectory(prefix="dockyard-index-") as folder:
+        yield f"sqlite+aiosqlite:///{Path(folder) / 'index.db'}"
 
 
 @asynccontextmanager
@@ -58,8 +64,7 @@ async def opened_index(settings: Settings, store: Store) -> AsyncIterator[Index]
     url = index_database_url(settings)
     with ExitStack() as scratch:
         if url is None:
-            folder = scratch.enter_context(tempfile.TemporaryDirectory(prefix="dockyard-index-"))
-            url = f"sqlite+aiosqlite:///{Path(folder) / 'index.db'}"
+            url = scratch.enter_context(_scratch_database())
         engine = await open_database(url)
         index = Index(engine, store)
         try:

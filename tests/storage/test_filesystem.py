@@ -85,15 +85,6 @@ async def test_cancel_discards_pending_and_written_bytes(tmp_path: Path) -> None
     assert not (tmp_path / "d").exists()
 
 
-async def test_a_failing_open_is_a_storage_error_when_the_bytes_go_to_disk(tmp_path: Path) -> None:
-    driver = FilesystemDriver(tmp_path)
-    (tmp_path / "file").write_bytes(b"")
-    writer = await driver.writer("file/child")  # a parent that is a file
-    await writer.write(b"z")
-    with pytest.raises(StorageError):
-        await writer.commit()
-
-
 async def test_a_failed_write_leaves_size_at_what_the_file_holds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -115,14 +106,15 @@ async def test_a_failed_write_leaves_size_at_what_the_file_holds(
     await writer.close()  # already closed: nothing to do
 
 
-async def test_a_failed_open_drops_what_was_pending(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ending", ["commit", "close"])
+async def test_a_failing_open_is_a_storage_error_when_the_bytes_go_to_disk(tmp_path: Path, ending: str) -> None:
     driver = FilesystemDriver(tmp_path)
     (tmp_path / "file").write_bytes(b"")
-    writer = await driver.writer("file/child")
+    writer = await driver.writer("file/child")  # a parent that is a file
     await writer.write(b"12345")
     with pytest.raises(StorageError):
-        await writer.close()
-    assert writer.size == 0
+        await getattr(writer, ending)()
+    assert writer.size == 0  # what was pending is dropped
 
 
 async def test_concurrent_writers_of_different_keys_do_not_mix(tmp_path: Path) -> None:

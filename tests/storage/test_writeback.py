@@ -12,6 +12,14 @@ from storage.filesystem import FilesystemDriver
 from storage.writeback import WRITEBACK_STEP, start_writeback
 
 
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The (offset, length) of each write-back the filesystem writer asks for, in order (none reaches the disk)."""
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(filesystem, "start_writeback", lambda _fd, offset, length: calls.append((offset, length)))
+    return calls
+
+
 def test_sync_file_range_is_found_and_accepts_a_range(tmp_path: Path) -> None:
     assert writeback._sync_file_range is not None
     path = tmp_path / "f"
@@ -29,9 +37,7 @@ def test_start_writeback_ignores_a_bad_descriptor() -> None:
     start_writeback(-1, 0, 4096)  # advice only: the fsync that follows reports real errors
 
 
-async def test_writer_asks_for_writeback_of_each_step_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    asked: list[tuple[int, int]] = []
-    monkeypatch.setattr(filesystem, "start_writeback", lambda _fd, offset, length: asked.append((offset, length)))
+async def test_writer_asks_for_writeback_of_each_step_in_order(tmp_path: Path, asked: list[tuple[int, int]]) -> None:
     driver = FilesystemDriver(tmp_path)
     piece = bytes(range(256)) * ((3 << 20) // 256)  # 3 MiB
     writer = await driver.writer("blob")
@@ -42,9 +48,7 @@ async def test_writer_asks_for_writeback_of_each_step_in_order(tmp_path: Path, m
     assert (tmp_path / "blob").read_bytes() == piece * 7
 
 
-async def test_appending_writer_counts_from_the_existing_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    asked: list[tuple[int, int]] = []
-    monkeypatch.setattr(filesystem, "start_writeback", lambda _fd, offset, length: asked.append((offset, length)))
+async def test_appending_writer_counts_from_the_existing_size(tmp_path: Path, asked: list[tuple[int, int]]) -> None:
     driver = FilesystemDriver(tmp_path)
     (tmp_path / "blob").write_bytes(b"a" * (5 << 20))
     writer = await driver.writer("blob", append=True)
@@ -56,11 +60,7 @@ async def test_appending_writer_counts_from_the_existing_size(tmp_path: Path, mo
     assert os.path.getsize(tmp_path / "blob") == (5 << 20) + WRITEBACK_STEP
 
 
-async def test_closing_a_writer_starts_the_write_back_of_its_rest(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    asked: list[tuple[int, int]] = []
-    monkeypatch.setattr(filesystem, "start_writeback", lambda _fd, offset, length: asked.append((offset, length)))
+async def test_closing_a_writer_starts_the_write_back_of_its_rest(tmp_path: Path, asked: list[tuple[int, int]]) -> None:
     driver = FilesystemDriver(tmp_path)
     for _chunk in range(3):  # one chunk of an upload per writer, as PATCH requests do
         writer = await driver.writer("session", append=True)
