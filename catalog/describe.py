@@ -119,11 +119,7 @@ async def _child(store: Store, name: str, entry: Descriptor, depth: int) -> Mani
 async def _read_config(store: Store, config: Descriptor) -> dict[str, Any]:
     """The image config JSON, or ``{}`` when it is missing, too big or not a JSON object."""
     try:
-        digest = parse_digest(config.digest)
-        size = await store.blobs.size(digest)
-        if size is None or size > MAX_CONFIG_BYTES:
-            return {}
-        doc = json.loads(await store.blobs.read_small(digest))
+        doc = json.loads(await store.blobs.read_small(parse_digest(config.digest), MAX_CONFIG_BYTES))
     except Exception:  # a config we can't read is summarised as empty; the manifest is still indexed
         return {}
     return doc if isinstance(doc, dict) else {}

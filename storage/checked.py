@@ -36,6 +36,9 @@ class Checked:
     async def stat(self, path: str) -> FileInfo:
         return await self.inner.stat(self._c(path))
 
+    async def stat_file(self, path: str) -> FileInfo:
+        return await self.inner.stat_file(self._c(path))
+
     async def list(self, path: str) -> list[str]:
         return await self.inner.list(self._c(path))
 

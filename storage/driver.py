@@ -83,6 +83,13 @@ class StorageDriver(Protocol):
         """File or directory information."""
         ...
 
+    async def stat_file(self, path: str) -> FileInfo:
+        """The file at exactly ``path``, or PathNotFound: also for a directory and, where the backend keeps an
+        unfinished writer's content apart from the key (S3), for that content. For records (links, markers,
+        pointers), which are never directories nor written by writers: one request on S3, where
+        :meth:`stat` may need three."""
+        ...
+
     async def list(self, path: str) -> list[str]:
         """Full keys of the direct children of directory ``path``, sorted. Missing directory: PathNotFound."""
         ...

@@ -354,6 +354,12 @@ class FilesystemDriver:
         is_dir = S_ISDIR(st.st_mode)
         return FileInfo(path=path, size=0 if is_dir else st.st_size, modified=st.st_mtime, is_dir=is_dir)
 
+    async def stat_file(self, path: str) -> FileInfo:
+        info = await self.stat(path)
+        if info.is_dir:
+            raise PathNotFound(path, self.name)
+        return info
+
     async def list(self, path: str) -> list[str]:
         names = await _run(path, _list, self._full(path))
         prefix = "" if path == "/" else path

@@ -89,6 +89,11 @@ class MemoryDriver:
         newest = max(m for k, (_, m) in self.files.items() if k.startswith(path.rstrip("/") + "/"))
         return FileInfo(path=path, size=0, modified=newest, is_dir=True)
 
+    async def stat_file(self, path: str) -> FileInfo:
+        if path not in self.files:
+            raise PathNotFound(path, self.name)
+        return await self.stat(path)
+
     async def list(self, path: str) -> list[str]:
         children = self._children(path)
         if not children:

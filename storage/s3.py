@@ -201,7 +201,7 @@ class S3Driver:
             with contextlib.suppress(PathNotFound):
                 existing = await self.get_content(path)
             return S3Writer(self, path, MultipartState(), existing)
-        return S3Writer(self, path, state, tail)
+        return S3Writer(self, path, state, tail, resumed=True)
 
     async def _get_side(self, path: str, suffix: str) -> bytes:
         return await self._read_object(path, self.s3_key(path, suffix))
@@ -232,14 +232,16 @@ class S3Driver:
                 path, "abort_multipart_upload", Bucket=self.bucket, Key=object_key, UploadId=state.upload_id
             )
 
+    async def stat_file(self, path: str) -> FileInfo:
+        if path == "/":
+            raise PathNotFound(path, self.name)
+        head = await self.call(path, "head_object", Bucket=self.bucket, Key=self.s3_key(path))
+        modified = head["LastModified"].timestamp()
+        return FileInfo(path=path, size=int(head["ContentLength"]), modified=modified, is_dir=False)
+
     async def stat(self, path: str) -> FileInfo:
-        if path != "/":
-            try:
-                head = await self.call(path, "head_object", Bucket=self.bucket, Key=self.s3_key(path))
-                modified = head["LastModified"].timestamp()
-                return FileInfo(path=path, size=int(head["ContentLength"]), modified=modified, is_dir=False)
-            except PathNotFound:
-                pass
+        with contextlib.suppress(PathNotFound):
+            return await self.stat_file(path)
         unfinished = await self._unfinished(path)
         if unfinished is not None:
             return unfinished
@@ -299,23 +301,23 @@ class S3Driver:
         await self.delete_keys([self.s3_key(source)])
 
     async def delete(self, path: str) -> None:
+        """One listing finds the object, its side objects and everything below it (keys that merely start with
+        the same characters, a sibling ``latest-arm64`` of ``latest``, are listed and left alone); one request
+        deletes them, after aborting any multipart upload a side object records."""
         if path == "/":
             raise StorageError(path, self.name, "refusing to delete the root")
-        keys = [o["Key"] async for page in self._pages(path, self._dir_prefix(path)) for o in page.get("Contents", [])]
-        own = [self.s3_key(path), *self.side_keys(path)]
-        existing = [k for k in own if await self._exists(path, k)]
-        if not keys and not existing:
+        own = self.s3_key(path)
+        keys = [
+            o["Key"]
+            async for page in self._pages(path, own)
+            for o in page.get("Contents", [])
+            if o["Key"] == own or o["Key"].startswith((own + "/", own + "~"))
+        ]
+        if not keys:
             raise PathNotFound(path, self.name)
-        for state_key in [k for k in [*keys, *existing] if k.endswith(STATE_SUFFIX)]:
+        for state_key in [k for k in keys if k.endswith(STATE_SUFFIX)]:
             await self._abort_recorded(path, state_key.removesuffix(STATE_SUFFIX))
-        await self.delete_keys([*keys, *existing])
-
-    async def _exists(self, path: str, s3_key: str) -> bool:
-        try:
-            await self.call(path, "head_object", Bucket=self.bucket, Key=s3_key)
-        except PathNotFound:
-            return False
-        return True
+        await self.delete_keys(keys)
 
     async def delete_keys(self, keys: Sequence[str]) -> None:
         """Delete objects by raw key, 1,000 per request; missing keys are fine."""

@@ -42,8 +42,10 @@ class MultipartState:
 class S3Writer:
     """Implements :class:`storage.driver.Writer` over one S3 multipart upload."""
 
-    def __init__(self, driver: S3Driver, path: str, state: MultipartState, tail: bytes) -> None:
+    def __init__(self, driver: S3Driver, path: str, state: MultipartState, tail: bytes, resumed: bool = False) -> None:
+        """``resumed``: ``state`` and ``tail`` were read from side objects, which :meth:`commit` then deletes."""
         self._driver = driver
+        self._resumed = resumed
         self._path = path
         self._key = driver.s3_key(path)
         self._state = state
@@ -102,8 +104,8 @@ class S3Writer:
                 MultipartUpload={"Parts": self._state.parts},
             )
         self._buffer = bytearray()
-        # the upload is complete: only the side objects remain (no state to re-read, nothing to abort)
-        await self._driver.delete_keys(self._driver.side_keys(self._path))
+        if self._resumed:  # the upload is complete: only the side objects remain (nothing to abort)
+            await self._driver.delete_keys(self._driver.side_keys(self._path))
 
     async def cancel(self) -> None:
         # this writer's state started from the persisted one, so aborting it aborts everything recorded

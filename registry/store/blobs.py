@@ -25,6 +25,7 @@ from storage.errors import PathNotFound
 
 SMALL_CACHE_BYTES = 32 << 20  # immutable small blobs (manifests) kept in memory, least recently used first
 _SMALL = 4 << 20
+_WRITTEN_PRUNE_AT = 10_000
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class Located:
     size: int
 
 
+def _check_size(digest: Digest, size: int, max_size: int | None) -> None:
+    if max_size is not None and size > max_size:
+        raise ValueError(f"blob {digest} has {size} bytes, more than {max_size}")
+
+
 class BlobStore:
     """Global blob bytes plus per-repository links. A blob is visible in a repository only once linked."""
 
@@ -53,6 +59,7 @@ class BlobStore:
         self.usage = usage or Usage()
         self._small: OrderedDict[Digest, bytes] = OrderedDict()
         self._small_bytes = 0
+        self._written: dict[Digest, float] = {}
 
     # -- where the bytes are ------------------------------------------------------------------------
 
@@ -64,7 +71,7 @@ class BlobStore:
             return Located(str(record["key"]), int(record["size"]))
         try:
             data = key("blob_data", digest=digest)
-            return Located(data, (await self.driver.stat(data)).size)
+            return Located(data, (await self.driver.stat_file(data)).size)
         except PathNotFound:
             return None
 
@@ -76,14 +83,19 @@ class BlobStore:
     async def publish(self, digest: Digest, source: str, size: int) -> None:
         """Make the verified bytes at ``source`` the blob ``digest``: renamed into place where that is
         cheap, else left where they are with a pointer (no copy of the bytes either way). When the
-        registry already has the blob, ``source`` is deleted instead."""
+        registry already has the blob, ``source`` is deleted instead, and the blob counts as used (see
+        :meth:`claim`)."""
+        await self.usage.record([digest])
         if await self.locate(digest) is not None:
+            await self._mark_used(digest)
             await links.delete_optional(self.driver, source)
-        elif self.driver.moves_are_cheap:
+            return
+        if self.driver.moves_are_cheap:
             await self.driver.move(source, key("blob_data", digest=digest))
         else:
             record = json.dumps({"key": source, "size": size}).encode()
             await self.driver.put_content(key("blob_object", digest=digest), record)
+        self._wrote(digest)
 
     async def remove(self, digest: Digest) -> None:
         """Delete the blob's bytes, wherever they are, and its records."""
@@ -111,16 +123,32 @@ class BlobStore:
     async def _mark_used(self, digest: Digest) -> None:
         """Rewrite the blob's ``used`` marker unless its data or the marker itself is newer than
         :data:`MARKER_REFRESH` seconds (a blob named by every push, e.g. a base layer, is rewritten at most that
-        often, not once per push)."""
+        often, not once per push). What this process itself wrote that recently is known without asking
+        storage (a manifest pushed right after its blobs costs no marker request)."""
         recent = time.time() - MARKER_REFRESH
+        if self._written.get(digest, 0.0) >= recent:
+            return
         if (
             0 < await self._stored_at(digest) < recent
             and await links.modified(self.driver, key("blob_used", digest=digest)) < recent
         ):
             await self.driver.put_content(key("blob_used", digest=digest), b"")
+            self._wrote(digest)
+
+    def _wrote(self, digest: Digest) -> None:
+        """Remember that this process just wrote the blob's bytes, pointer or marker (times older than
+        :data:`MARKER_REFRESH` are of no use, and are dropped once many have piled up)."""
+        now = time.time()
+        if len(self._written) >= _WRITTEN_PRUNE_AT:
+            self._written = {d: t for d, t in self._written.items() if t >= now - MARKER_REFRESH}
+        self._written[digest] = now
 
     async def _stored_at(self, digest: Digest) -> float:
-        return max([await links.modified(self.driver, key(k, digest=digest)) for k in ("blob_object", "blob_data")])
+        """When the blob's pointer, else its data, was written; 0.0 when it has neither."""
+        for kind in ("blob_object", "blob_data"):
+            if stored := await links.modified(self.driver, key(kind, digest=digest)):
+                return stored
+        return 0.0
 
     async def last_use(self, digest: Digest) -> float:
         """The latest of: the blob's storage time, its ``used`` marker, its use in this process (UNIX time)."""
@@ -164,20 +192,26 @@ class BlobStore:
     # -- small blobs (manifests) --------------------------------------------------------------------
 
     async def put_small(self, data: bytes, digest: Digest) -> None:
-        """Store small content (a manifest) as a global blob, atomically, unless it is already there."""
+        """Store small content (a manifest) as a global blob, atomically, unless it is already there; it is
+        then in memory for :meth:`read_small`."""
         if await self.locate(digest) is None:
             await self.driver.put_content(key("blob_data", digest=digest), data)
+            self._wrote(digest)
+        self._remember(digest, data)
 
-    async def read_small(self, digest: Digest) -> bytes:
-        """The whole content of a (small) global blob. Content never changes for a digest, so it is
-        served from memory once read; a deleted blob leaves the cache with :meth:`remove`."""
+    async def read_small(self, digest: Digest, max_size: int | None = None) -> bytes:
+        """The whole content of a (small) global blob; ValueError when it is larger than ``max_size``. Content never
+        changes for a digest, so it is served from memory once read; a deleted blob leaves the cache with
+        :meth:`remove`."""
         cached = self._small.get(digest)
         if cached is not None:
             self._small.move_to_end(digest)
+            _check_size(digest, len(cached), max_size)
             return cached
         located = await self.locate(digest)
         if located is None:
             raise PathNotFound(key("blob_data", digest=digest), self.driver.name)
+        _check_size(digest, located.size, max_size)
         data = await self.driver.get_content(located.storage_key)
         self._remember(digest, data)
         return data

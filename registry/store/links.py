@@ -11,18 +11,18 @@ from storage.errors import PathNotFound
 
 
 async def exists(driver: StorageDriver, key: str) -> bool:
-    """True if a file or directory exists at ``key``."""
+    """True if a record (a file, see :meth:`StorageDriver.stat_file`) exists at ``key``."""
     try:
-        await driver.stat(key)
+        await driver.stat_file(key)
     except PathNotFound:
         return False
     return True
 
 
 async def modified(driver: StorageDriver, key: str) -> float:
-    """The UNIX modification time of ``key``, 0.0 when it does not exist."""
+    """The UNIX modification time of the record at ``key``, 0.0 when it does not exist."""
     try:
-        return (await driver.stat(key)).modified
+        return (await driver.stat_file(key)).modified
     except PathNotFound:
         return 0.0
 

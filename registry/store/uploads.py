@@ -106,12 +106,19 @@ class UploadStore:
         session.hasher = Digest.of(b"").hasher()
         return upload_id
 
-    async def offset(self, name: str, upload_id: str) -> int:
-        """Bytes received so far, or BLOB_UPLOAD_UNKNOWN."""
+    async def check(self, name: str, upload_id: str) -> None:
+        """BLOB_UPLOAD_UNKNOWN unless ``upload_id`` is an open session of repository ``name``."""
         if not _UUID_RE.fullmatch(upload_id):
             raise _unknown(upload_id)
         if not await links.exists(self.driver, key("upload_started", name=name, upload=upload_id)):
             raise _unknown(upload_id)
+
+    async def offset(self, name: str, upload_id: str) -> int:
+        """Bytes received so far, or BLOB_UPLOAD_UNKNOWN."""
+        await self.check(name, upload_id)
+        return await self._received(upload_id)
+
+    async def _received(self, upload_id: str) -> int:
         try:
             return (await self.driver.stat(key("upload_data", upload=upload_id))).size
         except PathNotFound:
@@ -119,7 +126,7 @@ class UploadStore:
 
     async def append(self, name: str, upload_id: str, body: AsyncIterator[bytes], start: int | None = None) -> int:
         """Append a chunk; ``start`` (from ``Content-Range``) must equal the current size, else 416."""
-        await self.offset(name, upload_id)
+        await self.check(name, upload_id)
         session = self._session(upload_id)
         async with session.lock:
             return await self._append_locked(name, upload_id, session, body, start)
@@ -133,16 +140,15 @@ class UploadStore:
         start: int | None,
         commit: bool = False,
     ) -> int:
-        current = await self.offset(name, upload_id)
-        if start is not None and start != current:
+        if start is not None and start != (current := await self._received(upload_id)):
             raise RegistryError(
                 ErrorCode.RANGE_INVALID,
                 f"chunk starts at {start}, but the upload holds {current} bytes",
                 headers={"Range": range_header(current), "Location": f"/v2/{name}/blobs/uploads/{upload_id}"},
             )
-        if session.offset != current:
-            session.hasher = None  # bytes arrived elsewhere: verify by re-reading at the end
         writer = await self.driver.writer(key("upload_data", upload=upload_id), append=True)
+        if session.offset != writer.size:
+            session.hasher = None  # bytes arrived elsewhere: verify by re-reading at the end
         in_flight: asyncio.Future[Any] | None = None
         try:
             async for piece in buffered(body):  # the next piece arrives while the previous one is stored
@@ -166,7 +172,7 @@ class UploadStore:
 
         A digest mismatch removes the session and answers DIGEST_INVALID; nothing is kept.
         """
-        await self.offset(name, upload_id)
+        await self.check(name, upload_id)
         session = self._session(upload_id)
         async with session.lock:
             size = await self._append_locked(name, upload_id, session, body or _empty(), None, commit=True)
@@ -190,7 +196,6 @@ class UploadStore:
         return str(hasher.hexdigest())
 
     async def _publish(self, name: str, upload_id: str, digest: Digest, size: int) -> None:
-        await self.blobs.claim([digest])
         await self.blobs.publish(digest, key("upload_data", upload=upload_id), size)
         await self.blobs.link(name, digest)
         await links.delete_optional(self.driver, key("upload", name=name, upload=upload_id))

@@ -1,0 +1,80 @@
+"""How many S3 requests a push costs: the store asks S3 only what it needs (a budget per step, so a change that
+makes a push chattier fails here rather than only in the benchmark)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from registry.reference import Digest
+from registry.store import Store
+from storage.checked import Checked
+from storage.s3 import S3Driver, S3Settings
+from tests.support.s3 import S3Server
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+class Counted(S3Driver):
+    """The S3 driver, counting the S3 operations it sends."""
+
+    def __init__(self, config: S3Settings) -> None:
+        super().__init__(config)
+        self.calls: Counter[str] = Counter()
+
+    async def call(self, path: str, operation: str, **kwargs: Any) -> Any:
+        self.calls[operation] += 1
+        return await super().call(path, operation, **kwargs)
+
+    def take(self) -> Counter[str]:
+        """The operations counted since the last take."""
+        taken, self.calls = self.calls, Counter()
+        return taken
+
+
+@pytest.fixture
+async def counted(s3: S3Server) -> AsyncIterator[tuple[Store, Counted]]:
+    driver = Counted(S3Settings(**s3.driver_settings(s3.new_bucket())))
+    yield Store.build(Checked(driver)), driver
+    await driver.close()
+
+
+async def _body(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _upload(store: Store, data: bytes) -> Digest:
+    digest = Digest.of(data)
+    upload_id = await store.uploads.start("app")
+    await store.uploads.finish("app", upload_id, digest, _body(data))
+    return digest
+
+
+async def test_a_push_asks_s3_only_what_it_needs(counted: tuple[Store, Counted]) -> None:
+    store, driver = counted
+    layer = await _upload(store, b"layer bytes")
+    # the session record (put, check), the bytes (no unfinished upload to resume, no object yet, put), the blob
+    # (no pointer, no data: a pointer is put), the repository link, the session removed (listed, deleted)
+    assert driver.take() == Counter(put_object=4, head_object=2, get_object=3, list_objects_v2=1, delete_objects=1)
+    config = await _upload(store, b"{}")
+    driver.take()
+
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": str(config), "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": str(layer), "size": 11}],
+        }
+    ).encode()
+    await store.manifests.put("app", "latest", manifest, OCI_MANIFEST, [])
+    # per blob: its link and its pointer (no marker: this process stored both blobs a moment ago); the manifest
+    # bytes (no pointer, no data yet: put), its revision link, its tag
+    assert driver.take() == Counter(head_object=3, get_object=3, put_object=3)
+
+    assert (await store.manifests.get("app", "latest")).body == manifest
+    assert driver.take() == Counter(get_object=2)  # the tag and the revision link; the bytes come from memory
