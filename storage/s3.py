@@ -190,18 +190,24 @@ class S3Driver:
                 yield chunk
 
     async def writer(self, path: str, append: bool = False) -> Writer:
+        """``append``: the state of an unfinished writer and the committed object are asked for at the same time (a new
+        upload session has neither: one round trip); the tail is read only when there is a state."""
         if not append:
             await self.delete_side_objects(path)
             return S3Writer(self, path, MultipartState(), b"")
-        try:
-            state = MultipartState.from_json(await self._get_side(path, STATE_SUFFIX))
-            tail = await self._get_side(path, TAIL_SUFFIX)
-        except PathNotFound:
-            existing = b""
+        state, existing = await asyncio.gather(self._optional(path, STATE_SUFFIX), self._optional(path))
+        if state is not None:
             with contextlib.suppress(PathNotFound):
-                existing = await self.get_content(path)
-            return S3Writer(self, path, MultipartState(), existing)
-        return S3Writer(self, path, state, tail, resumed=True)
+                tail = await self._get_side(path, TAIL_SUFFIX)
+                return S3Writer(self, path, MultipartState.from_json(state), tail, resumed=True)
+        return S3Writer(self, path, MultipartState(), existing or b"")
+
+    async def _optional(self, path: str, suffix: str = "") -> bytes | None:
+        """The object of ``path`` (or its side object ``suffix``), None when there is none."""
+        try:
+            return await self._read_object(path, self.s3_key(path, suffix))
+        except PathNotFound:
+            return None
 
     async def _get_side(self, path: str, suffix: str) -> bytes:
         return await self._read_object(path, self.s3_key(path, suffix))

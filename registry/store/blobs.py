@@ -25,7 +25,9 @@ from storage.errors import PathNotFound
 
 SMALL_CACHE_BYTES = 32 << 20  # immutable small blobs (manifests) kept in memory, least recently used first
 _SMALL = 4 << 20
-_WRITTEN_PRUNE_AT = 10_000
+_FRESH_PRUNE_AT = 10_000
+LOCATED_REMEMBERED = 10_000  # where recently located blobs are (see BlobStore.linked), oldest first
+LOCATED_FOR = 60.0
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ class BlobStore:
         self.usage = usage or Usage()
         self._small: OrderedDict[Digest, bytes] = OrderedDict()
         self._small_bytes = 0
-        self._written: dict[Digest, float] = {}
+        self._fresh: dict[Digest, float] = {}
+        self._located: OrderedDict[Digest, tuple[Located, float]] = OrderedDict()  # with time.monotonic() of the lookup
 
     # -- where the bytes are ------------------------------------------------------------------------
 
@@ -91,11 +94,14 @@ class BlobStore:
             await links.delete_optional(self.driver, source)
             return
         if self.driver.moves_are_cheap:
-            await self.driver.move(source, key("blob_data", digest=digest))
+            located = Located(key("blob_data", digest=digest), size)
+            await self.driver.move(source, located.storage_key)
         else:
+            located = Located(source, size)
             record = json.dumps({"key": source, "size": size}).encode()
             await self.driver.put_content(key("blob_object", digest=digest), record)
-        self._wrote(digest)
+        self._keep_located(digest, located)
+        self._saw_fresh(digest, time.time())
 
     async def remove(self, digest: Digest) -> None:
         """Delete the blob's bytes, wherever they are, and its records."""
@@ -123,25 +129,29 @@ class BlobStore:
     async def _mark_used(self, digest: Digest) -> None:
         """Rewrite the blob's ``used`` marker unless its data or the marker itself is newer than
         :data:`MARKER_REFRESH` seconds (a blob named by every push, e.g. a base layer, is rewritten at most that
-        often, not once per push). What this process itself wrote that recently is known without asking
-        storage (a manifest pushed right after its blobs costs no marker request)."""
+        often, not once per push). The newest of those times this process wrote or read is remembered, so a blob
+        named again within the refresh (a manifest pushed right after its blobs, many tags of one image) costs no
+        storage request."""
         recent = time.time() - MARKER_REFRESH
-        if self._written.get(digest, 0.0) >= recent:
+        if self._fresh.get(digest, 0.0) >= recent:
             return
-        if (
-            0 < await self._stored_at(digest) < recent
-            and await links.modified(self.driver, key("blob_used", digest=digest)) < recent
-        ):
-            await self.driver.put_content(key("blob_used", digest=digest), b"")
-            self._wrote(digest)
+        stored = await self._stored_at(digest)
+        if stored == 0.0:
+            return  # not stored: nothing to keep
+        if stored < recent:
+            stored = max(stored, await links.modified(self.driver, key("blob_used", digest=digest)))
+            if stored < recent:
+                await self.driver.put_content(key("blob_used", digest=digest), b"")
+                stored = time.time()
+        self._saw_fresh(digest, stored)
 
-    def _wrote(self, digest: Digest) -> None:
-        """Remember that this process just wrote the blob's bytes, pointer or marker (times older than
-        :data:`MARKER_REFRESH` are of no use, and are dropped once many have piled up)."""
-        now = time.time()
-        if len(self._written) >= _WRITTEN_PRUNE_AT:
-            self._written = {d: t for d, t in self._written.items() if t >= now - MARKER_REFRESH}
-        self._written[digest] = now
+    def _saw_fresh(self, digest: Digest, moment: float) -> None:
+        """Remember that storage holds a write of the blob's data, pointer or marker made at ``moment`` (times older
+        than :data:`MARKER_REFRESH` are of no use, and are dropped once many have piled up)."""
+        if len(self._fresh) >= _FRESH_PRUNE_AT:
+            oldest = time.time() - MARKER_REFRESH
+            self._fresh = {d: t for d, t in self._fresh.items() if t >= oldest}
+        self._fresh[digest] = max(moment, self._fresh.get(digest, 0.0))
 
     async def _stored_at(self, digest: Digest) -> float:
         """When the blob's pointer, else its data, was written; 0.0 when it has neither."""
@@ -171,6 +181,31 @@ class BlobStore:
         """Record that repository ``name`` holds the blob. The blob must already be stored globally."""
         await self.driver.put_content(key("layer_link", name=name, digest=digest), str(digest).encode())
 
+    async def linked(self, name: str, digest: Digest) -> Located | None:
+        """Where the bytes of a blob of repository ``name`` are, or None when the repository does not link it: what a
+        manifest push checks of each blob it names.
+
+        The link is always read from storage; the place of the bytes comes from memory when this process located
+        the blob less than :data:`LOCATED_FOR` seconds ago. A blob's place never changes, and garbage collection
+        deletes a blob's bytes only after every link to it (a collection running meanwhile is the race
+        :mod:`registry.store.usage` describes, not widened by this); a blob quarantined by ``scrub --repair`` in
+        another process is seen within that time."""
+        if not await self.is_linked(name, digest):
+            return None
+        remembered = self._located.get(digest)
+        if remembered is not None and remembered[1] > time.monotonic() - LOCATED_FOR:
+            return remembered[0]
+        located = await self.locate(digest)
+        if located is not None:
+            self._keep_located(digest, located)
+        return located
+
+    def _keep_located(self, digest: Digest, located: Located) -> None:
+        self._located[digest] = (located, time.monotonic())
+        self._located.move_to_end(digest)
+        if len(self._located) > LOCATED_REMEMBERED:
+            self._located.popitem(last=False)
+
     async def stat(self, name: str, digest: Digest) -> BlobInfo:
         """The blob of repository ``name``, or BLOB_UNKNOWN. Counts as a use (clients HEAD a blob to skip
         uploading it, then push a manifest naming it)."""
@@ -194,9 +229,13 @@ class BlobStore:
     async def put_small(self, data: bytes, digest: Digest) -> None:
         """Store small content (a manifest) as a global blob, atomically, unless it is already there; it is
         then in memory for :meth:`read_small`."""
-        if await self.locate(digest) is None:
-            await self.driver.put_content(key("blob_data", digest=digest), data)
-            self._wrote(digest)
+        data_key = key("blob_data", digest=digest)
+        # manifests live at ``data``: asked first, a manifest pushed again (another tag) costs one request
+        pointer_key = key("blob_object", digest=digest)
+        if not await links.exists(self.driver, data_key) and not await links.exists(self.driver, pointer_key):
+            await self.driver.put_content(data_key, data)
+            self._saw_fresh(digest, time.time())
+            self._keep_located(digest, Located(data_key, len(data)))
         self._remember(digest, data)
 
     async def read_small(self, digest: Digest, max_size: int | None = None) -> bytes:
@@ -227,6 +266,9 @@ class BlobStore:
             self._small_bytes -= len(dropped)
 
     def _forget(self, digest: Digest) -> None:
+        """Drop what this process remembers of a blob it deletes."""
+        self._located.pop(digest, None)
+        self._fresh.pop(digest, None)
         dropped = self._small.pop(digest, None)
         if dropped is not None:
             self._small_bytes -= len(dropped)

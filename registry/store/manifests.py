@@ -88,16 +88,16 @@ class ManifestStore:
 
     async def _check_blob(self, name: str, blob: Descriptor) -> None:
         digest = blob.parsed_digest()
-        size = await self.blobs.size(digest) if await self.blobs.is_linked(name, digest) else None
-        if size is None:
+        located = await self.blobs.linked(name, digest)
+        if located is None:
             raise RegistryError(
                 ErrorCode.MANIFEST_BLOB_UNKNOWN, f"blob {digest} is not in repository {name}", {"digest": str(digest)}
             )
-        if size != blob.size:
+        if located.size != blob.size:
             raise RegistryError(
                 ErrorCode.MANIFEST_INVALID,
-                f"descriptor of {digest} says {blob.size} bytes, the blob has {size}",
-                {"digest": str(digest), "size": size},
+                f"descriptor of {digest} says {blob.size} bytes, the blob has {located.size}",
+                {"digest": str(digest), "size": located.size},
             )
 
     async def resolve(self, name: str, reference: Digest | str) -> Digest:

@@ -12,6 +12,7 @@ import pytest
 
 from registry.reference import Digest
 from registry.store import Store
+from registry.store import blobs as blobs_module
 from storage.checked import Checked
 from storage.s3 import S3Driver, S3Settings
 from tests.support.s3 import S3Server
@@ -72,9 +73,31 @@ async def test_a_push_asks_s3_only_what_it_needs(counted: tuple[Store, Counted])
         }
     ).encode()
     await store.manifests.put("app", "latest", manifest, OCI_MANIFEST, [])
-    # per blob: its link and its pointer (no marker: this process stored both blobs a moment ago); the manifest
-    # bytes (no pointer, no data yet: put), its revision link, its tag
-    assert driver.take() == Counter(head_object=3, get_object=3, put_object=3)
+    # per blob its link (where its bytes are, this process knows: it stored them); the manifest bytes (no data, no
+    # pointer yet: put), its revision link, its tag
+    assert driver.take() == Counter(head_object=4, put_object=3)
+
+    await store.manifests.put("app", "v2", manifest, OCI_MANIFEST, [])
+    # the same image under another tag: the links, the bytes found where manifests live, revision link and tag
+    assert driver.take() == Counter(head_object=3, put_object=2)
 
     assert (await store.manifests.get("app", "latest")).body == manifest
     assert driver.take() == Counter(get_object=2)  # the tag and the revision link; the bytes come from memory
+
+
+async def test_where_blobs_are_is_asked_again_after_a_while(
+    counted: tuple[Store, Counted], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, driver = counted
+    layer = await _upload(store, b"layer")
+    assert await store.blobs.linked("app", layer) is not None
+    driver.take()
+    assert await store.blobs.linked("app", layer) is not None
+    assert driver.take() == Counter(head_object=1)  # the link only
+    monkeypatch.setattr(blobs_module, "LOCATED_FOR", 0.0)
+    assert await store.blobs.linked("app", layer) is not None
+    assert driver.take() == Counter(head_object=1, get_object=1)  # the link, and the pointer read again
+
+    other = Store.build(Checked(driver))  # another process knows nothing: it reads the pointer
+    assert await other.blobs.linked("app", layer) is not None
+    assert driver.take() == Counter(head_object=1, get_object=1)
