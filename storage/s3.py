@@ -99,6 +99,10 @@ class S3Driver:
             read_timeout=config.read_timeout,
         )
         self._client: Any = session.client("s3", endpoint_url=config.endpoint_url, config=boto_config)
+        # the calls that make S3 assemble or copy bytes before it answers get their own client (same session and
+        # model, ~0.4 MiB) with a longer read timeout
+        slow_config = boto_config.merge(BotoConfig(read_timeout=config.assemble_timeout))
+        self._slow_client: Any = session.client("s3", endpoint_url=config.endpoint_url, config=slow_config)
         self._limit = asyncio.Semaphore(config.max_concurrency)
         self._pool = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3")
 
@@ -117,9 +121,17 @@ class S3Driver:
 
     async def call(self, path: str, operation: str, **kwargs: Any) -> Any:
         """Run one boto3 call in a thread; translate its errors into the storage error family."""
+        return await self._call(self._client, path, operation, kwargs)
+
+    async def call_assembling(self, path: str, operation: str, **kwargs: Any) -> Any:
+        """:meth:`call` for an operation during which S3 assembles or copies bytes before it answers (completing a
+        multipart upload, a copy): S3 may stay silent for up to ``assemble_timeout`` seconds."""
+        return await self._call(self._slow_client, path, operation, kwargs)
+
+    async def _call(self, client: Any, path: str, operation: str, kwargs: dict[str, Any]) -> Any:
         async with self._limit:
             try:
-                call = functools.partial(getattr(self._client, operation), **kwargs)
+                call = functools.partial(getattr(client, operation), **kwargs)
                 return await asyncio.get_running_loop().run_in_executor(self._pool, call)
             except botocore.exceptions.ClientError as exc:
                 code = str(exc.response.get("Error", {}).get("Code", ""))
@@ -296,7 +308,7 @@ class S3Driver:
 
     async def move(self, source: str, dest: str) -> None:
         await self.stat(source)
-        await self.call(  # boto3's managed copy: multipart UploadPartCopy for large objects
+        await self.call_assembling(  # boto3's managed copy: multipart UploadPartCopy for large objects
             source,
             "copy",
             CopySource={"Bucket": self.bucket, "Key": self.s3_key(source)},
@@ -346,4 +358,5 @@ class S3Driver:
 
     async def close(self) -> None:
         await asyncio.to_thread(self._client.close)
+        await asyncio.to_thread(self._slow_client.close)
         self._pool.shutdown(wait=False)

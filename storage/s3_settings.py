@@ -32,4 +32,9 @@ class S3Settings(BaseModel):
     # defaults: 60 s connect and read timeouts, several attempts): worst case max_attempts * (timeout + backoff).
     connect_timeout: float = Field(3.0, gt=0, description="seconds to open a connection to S3")
     read_timeout: float = Field(15.0, gt=0, description="seconds S3 may stay silent on an open connection")
+    # ... except while it assembles a multipart upload or copies an object, which it does before answering (AWS sends
+    # whitespace meanwhile; moto and some S3-compatible stores stay silent: moto takes ~13 s for 1 GiB here).
+    assemble_timeout: float = Field(
+        600.0, gt=0, description="seconds S3 may take to complete a multipart upload or copy an object"
+    )
     max_attempts: int = Field(2, ge=1, description="tries of one S3 call (the first included) before giving up")

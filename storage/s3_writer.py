@@ -95,7 +95,7 @@ class S3Writer:
         else:
             if self._buffer:
                 await self._upload_part(bytes(self._buffer))
-            await self._driver.call(
+            await self._driver.call_assembling(
                 self._path,
                 "complete_multipart_upload",
                 Bucket=self._driver.bucket,

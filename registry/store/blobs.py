@@ -3,6 +3,11 @@
 A blob's bytes are either its ``data`` file or, where the driver cannot rename cheaply (S3), the upload
 object its ``object`` pointer names (see :mod:`registry.store.paths`). :meth:`BlobStore.locate` hides
 which; everything that reads or deletes bytes goes through it.
+
+A process also remembers, to spare storage requests (on S3 each is a round trip): the bytes of small blobs
+(manifests, immutable for their digest), where the blobs a manifest push checked are (for :data:`LOCATED_FOR`
+seconds, :meth:`BlobStore.linked`), and the newest write of each blob's records it made or saw (for
+:data:`registry.store.usage.MARKER_REFRESH`). Deleting a blob in this process forgets all three.
 """
 
 from __future__ import annotations

@@ -27,9 +27,9 @@ class Counted(S3Driver):
         super().__init__(config)
         self.calls: Counter[str] = Counter()
 
-    async def call(self, path: str, operation: str, **kwargs: Any) -> Any:
+    async def _call(self, client: Any, path: str, operation: str, kwargs: dict[str, Any]) -> Any:
         self.calls[operation] += 1
-        return await super().call(path, operation, **kwargs)
+        return await super()._call(client, path, operation, kwargs)
 
     def take(self) -> Counter[str]:
         """The operations counted since the last take."""

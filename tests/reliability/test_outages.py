@@ -44,10 +44,11 @@ HANG_BOUND = 20.0  # seconds: an answer slower than this is a hang (S3 timeouts 
 WORKERS = 2
 RUN_BEFORE = 1.0  # seconds of traffic before each outage (after it, each worker pushes once more, then stops)
 KILLED_FOR = 3.0
-# Short S3 timeouts for the freeze (a hung endpoint is noticed after max_attempts * read_timeout, plus backoff), and
+# Short S3 timeouts for the freeze (a hung endpoint is noticed after max_attempts * read_timeout, or assemble_timeout
+# while it completes a multipart upload, plus backoff), and
 # a freeze long enough for calls to time out in it; the kill test runs with the defaults (a refused connection is
 # noticed at once).
-FROZEN_TIMEOUTS = {"connect_timeout": 1, "read_timeout": 1.5, "max_attempts": 2}
+FROZEN_TIMEOUTS = {"connect_timeout": 1, "read_timeout": 1.5, "assemble_timeout": 1.5, "max_attempts": 2}
 FROZEN_FOR = 7.0
 
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
+from aiohttp import web
 
+from storage.errors import StorageUnavailable
 from storage.s3 import S3Driver, S3Settings, prefetched
 from tests.support.s3 import S3Server
 
@@ -35,6 +41,63 @@ async def test_redirect_url_is_presigned(s3: S3Server) -> None:
 
     assert requests.get(url, timeout=10).content == b"payload"
     await driver.close()
+
+
+@contextlib.asynccontextmanager
+async def slow_completions(endpoint: str, delay: float) -> AsyncIterator[str]:
+    """A loopback proxy in front of the S3 server at ``endpoint`` that holds back the answer to each
+    CompleteMultipartUpload (a POST with ``uploadId``) for ``delay`` seconds, silent, as moto assembling a large
+    object is; yields the proxy's URL."""
+
+    async def forward(request: web.Request) -> web.Response:
+        if request.method == "POST" and "uploadId" in request.query:
+            await asyncio.sleep(delay)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        async with session.request(
+            request.method, endpoint + request.path_qs, headers=headers, data=await request.read()
+        ) as answer:
+            body = await answer.read()
+            kept = {k: v for k, v in answer.headers.items() if k.lower() not in ("content-length", "transfer-encoding")}
+            return web.Response(status=answer.status, body=body, headers=kept)
+
+    app = web.Application(client_max_size=64 << 20)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            await runner.cleanup()
+
+
+@pytest.mark.parametrize(("assemble_timeout", "completes"), [(20.0, True), (1.0, False)])
+async def test_completing_a_multipart_upload_may_outlast_the_read_timeout(
+    s3: S3Server, assemble_timeout: float, completes: bool
+) -> None:
+    """S3 assembles a multipart upload before it answers; only ``assemble_timeout`` bounds that silence, not the
+    short ``read_timeout`` every other call has (a 1 GiB upload on moto: ~13 s)."""
+    bucket = s3.new_bucket()
+    data = os.urandom(6 << 20)
+    async with slow_completions(s3.endpoint, delay=2.5) as proxy:
+        settings = s3.driver_settings(
+            bucket, multipart_chunk_size=5 << 20, read_timeout=1.0, max_attempts=1, assemble_timeout=assemble_timeout
+        )
+        driver = S3Driver(S3Settings(**{**settings, "endpoint_url": proxy}))
+        writer = await driver.writer("/big")
+        await writer.write(data)
+        try:
+            if completes:
+                await writer.commit()
+                assert await driver.get_content("/big") == data
+            else:
+                with pytest.raises(StorageUnavailable):
+                    await writer.commit()
+        finally:
+            await driver.close()
 
 
 class FakeBody:
