@@ -13,6 +13,7 @@ moved between processes (or the server restarted) the bytes are re-read once at 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import uuid
@@ -126,10 +127,20 @@ class UploadStore:
 
     async def append(self, name: str, upload_id: str, body: AsyncIterator[bytes], start: int | None = None) -> int:
         """Append a chunk; ``start`` (from ``Content-Range``) must equal the current size, else 416."""
+        async with self._exclusive(name, upload_id) as session:
+            return await self._append_locked(name, upload_id, session, body, start)
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, name: str, upload_id: str) -> AsyncIterator[_Session]:
+        """The session, held against this process's other requests for it; BLOB_UPLOAD_UNKNOWN unless it is open,
+        checked again after waiting for another request (which may have finished or cancelled it)."""
         await self.check(name, upload_id)
         session = self._session(upload_id)
+        waited = session.lock.locked()
         async with session.lock:
-            return await self._append_locked(name, upload_id, session, body, start)
+            if waited:
+                await self.check(name, upload_id)
+            yield session
 
     async def _append_locked(
         self,
@@ -172,9 +183,7 @@ class UploadStore:
 
         A digest mismatch removes the session and answers DIGEST_INVALID; nothing is kept.
         """
-        await self.check(name, upload_id)
-        session = self._session(upload_id)
-        async with session.lock:
+        async with self._exclusive(name, upload_id) as session:
             size = await self._append_locked(name, upload_id, session, body or _empty(), None, commit=True)
             actual = await self._digest_of(upload_id, session, digest.algorithm)
             if actual != digest.hex:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from registry.app import create_app
 from registry.config import Settings
+from registry.errors import ErrorCode, RegistryError
+from registry.reference import Digest
+from registry.store import Store
+from storage.memory import MemoryDriver
 from tests.registry.conftest import Client, ClientFactory
 from tests.support.oci import digest, error_code, push_blob
 
@@ -179,3 +187,34 @@ async def test_large_streamed_upload(client: Client) -> None:
     assert resp.headers["Range"] == f"0-{len(body) - 1}"
     resp = await client.put(f"{location}?digest={digest(body)}")
     assert resp.status == 201
+
+
+async def test_a_request_that_waited_for_the_session_finds_it_finished() -> None:
+    """Two finishing PUTs of one session at once (a misbehaving client): the first publishes the blob; the second,
+    which waited for the session meanwhile, finds it gone (BLOB_UPLOAD_UNKNOWN), and writes nothing."""
+    store = Store.build(MemoryDriver())
+    data = b"layer bytes"
+    blob = Digest.of(data)
+    upload_id = await store.uploads.start("lib/app")
+    release = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        await release.wait()
+        yield data
+
+    first = asyncio.ensure_future(store.uploads.finish("lib/app", upload_id, blob, slow_body()))
+    await asyncio.sleep(0.05)
+    second = asyncio.ensure_future(store.uploads.finish("lib/app", upload_id, blob, _chunks(b"other")))
+    await asyncio.sleep(0.05)
+    assert not second.done()  # waiting for the first
+    release.set()
+    assert await first == len(data)
+    with pytest.raises(RegistryError) as raised:
+        await second
+    assert raised.value.code is ErrorCode.BLOB_UPLOAD_UNKNOWN
+    assert await store.blobs.linked("lib/app", blob) is not None
+
+
+async def _chunks(*pieces: bytes) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
