@@ -67,6 +67,7 @@ class BlobStore:
         self._small: OrderedDict[Digest, bytes] = OrderedDict()
         self._small_bytes = 0
         self._fresh: dict[Digest, float] = {}
+        self._marking: dict[Digest, asyncio.Future[None]] = {}  # marker checks under way
         self._located: OrderedDict[Digest, tuple[Located, float]] = OrderedDict()  # with time.monotonic() of the lookup
 
     # -- where the bytes are ------------------------------------------------------------------------
@@ -136,10 +137,19 @@ class BlobStore:
         :data:`MARKER_REFRESH` seconds (a blob named by every push, e.g. a base layer, is rewritten at most that
         often, not once per push). The newest of those times this process wrote or read is remembered, so a blob
         named again within the refresh (a manifest pushed right after its blobs, many tags of one image) costs no
-        storage request."""
-        recent = time.time() - MARKER_REFRESH
-        if self._fresh.get(digest, 0.0) >= recent:
+        storage request; uses of a blob while its check is under way rely on that one check (32 clients pushing
+        images on one base layer make one check, not 32)."""
+        if self._fresh.get(digest, 0.0) >= time.time() - MARKER_REFRESH:
             return
+        check = self._marking.get(digest)
+        if check is None:
+            check = asyncio.ensure_future(self._refresh_marker(digest))
+            self._marking[digest] = check
+            check.add_done_callback(lambda _: self._marking.pop(digest, None))
+        await asyncio.shield(check)
+
+    async def _refresh_marker(self, digest: Digest) -> None:
+        recent = time.time() - MARKER_REFRESH
         stored = await self._stored_at(digest)
         if stored == 0.0:
             return  # not stored: nothing to keep

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from registry.reference import Digest
 from registry.store import blobs as blobs_module
 from registry.store.blobs import BlobStore
 from registry.store.paths import key
+from storage.driver import FileInfo
 from storage.filesystem import FilesystemDriver
 
 
@@ -63,3 +65,39 @@ async def test_what_this_process_just_stored_needs_no_marker(tmp_path: Path, mon
     assert not (tmp_path / key("blob_used", digest=digest).lstrip("/")).exists()
     await BlobStore(driver).claim([digest])  # another process goes by storage: the data is old, the marker written
     assert (tmp_path / key("blob_used", digest=digest).lstrip("/")).exists()
+
+
+class CountingDriver(FilesystemDriver):
+    """Counts the record lookups and writes a blob store makes."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.lookups = 0
+        self.writes = 0
+
+    async def stat_file(self, path: str) -> FileInfo:
+        self.lookups += 1
+        await asyncio.sleep(0.01)  # a storage round trip, during which other pushes arrive
+        return await super().stat_file(path)
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        self.writes += 1
+        await super().put_content(path, data)
+
+
+async def test_concurrent_uses_of_a_blob_share_one_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """32 pushes naming one old base layer at once: one look at its records and one marker write, not 32."""
+    monkeypatch.setattr(blobs_module, "MARKER_REFRESH", 60.0)
+    digest = Digest.of(b"base layer")
+    await BlobStore(FilesystemDriver(tmp_path)).put_small(b"base layer", digest)
+    data = tmp_path / key("blob_data", digest=digest).lstrip("/")
+    _age(data, 120)
+    driver = CountingDriver(tmp_path)
+    store = BlobStore(driver)  # another process
+
+    await asyncio.gather(*(store.claim([digest]) for _ in range(32)))
+
+    assert (tmp_path / key("blob_used", digest=digest).lstrip("/")).exists()
+    assert (driver.lookups, driver.writes) == (3, 1)  # pointer (none), data (old), marker (none); the marker written
+    await store.claim([digest])  # within the refresh: known
+    assert (driver.lookups, driver.writes) == (3, 1)
