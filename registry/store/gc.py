@@ -211,6 +211,7 @@ class Collector:
                     subject = manifest.subject.parsed_digest()
                     await self._delete(key("referrer", name=repo.name, digest=subject, referrer=digest))
                 await self._delete(key("revision", name=repo.name, digest=digest))
+                self.store.manifests.forget(repo.name, digest)
         repo.revisions.pop(digest, None)
         self.report.manifests_deleted.append(f"{repo.name}@{digest}")
 

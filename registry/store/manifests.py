@@ -8,6 +8,7 @@ referrer record. A tag therefore never points at a manifest that is not complete
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from registry.errors import ErrorCode, RegistryError
@@ -17,6 +18,8 @@ from registry.store import links
 from registry.store.blobs import BlobStore
 from registry.store.paths import key
 from storage.driver import StorageDriver
+
+REVISIONS_REMEMBERED = 20_000  # media types of revision records (see ManifestStore.get)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,13 @@ class ManifestStore:
     def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
         self.driver = driver
         self.blobs = blobs
+        self._media_types: OrderedDict[tuple[str, Digest], str] = OrderedDict()  # of revision records, oldest first
+
+    def _remember(self, name: str, digest: Digest, media_type: str) -> None:
+        self._media_types[(name, digest)] = media_type
+        self._media_types.move_to_end((name, digest))
+        if len(self._media_types) > REVISIONS_REMEMBERED:
+            self._media_types.popitem(last=False)
 
     async def put(
         self, name: str, reference: Digest | str, body: bytes, content_type: str, tags: list[str]
@@ -66,6 +76,7 @@ class ManifestStore:
         await self.blobs.put_small(body, digest)
         record = json.dumps({"digest": str(digest), "mediaType": parsed.media_type}).encode()
         await self.driver.put_content(key("revision_link", name=name, digest=digest), record)
+        self._remember(name, digest, parsed.media_type)
         for tag in ([reference] if isinstance(reference, str) else []) + tags:
             await self.driver.put_content(key("tag_link", name=name, tag=tag), str(digest).encode())
         subject = parsed.subject.parsed_digest() if parsed.subject else None
@@ -112,12 +123,23 @@ class ManifestStore:
         return digest
 
     async def get(self, name: str, reference: Digest | str) -> StoredManifest:
-        """The stored manifest, or MANIFEST_UNKNOWN."""
+        """The stored manifest, or MANIFEST_UNKNOWN.
+
+        By digest, the revision record is read every time (it is what says the repository has the manifest). By
+        tag, the tag is read every time, and the revision record of a manifest this process read or wrote before
+        comes from memory: a tag is written after its manifest's revision record and removed before it (a delete
+        by digest drops the manifest's tags first; garbage collection deletes untagged manifests only), so a tag
+        that is there names a manifest that is there; and the record (the media type) never changes."""
         digest = await self.resolve(name, reference)
-        record = await links.read_optional(self.driver, key("revision_link", name=name, digest=digest))
-        if record is None:
-            raise _unknown(name, str(reference))
-        media_type = json.loads(record)["mediaType"]
+        media_type = self._media_types.get((name, digest)) if isinstance(reference, str) else None
+        if media_type is None:
+            record = await links.read_optional(self.driver, key("revision_link", name=name, digest=digest))
+            if record is None:
+                raise _unknown(name, str(reference))
+            media_type = str(json.loads(record)["mediaType"])
+            self._remember(name, digest, media_type)
+        else:
+            self._media_types.move_to_end((name, digest))
         return StoredManifest(await self.blobs.read_small(digest), media_type, digest)
 
     async def delete(self, name: str, reference: Digest | str) -> None:
@@ -135,6 +157,11 @@ class ManifestStore:
         if subject is not None:
             await links.delete_optional(self.driver, key("referrer", name=name, digest=subject, referrer=reference))
         await links.delete_optional(self.driver, key("revision", name=name, digest=reference))
+        self.forget(name, reference)
+
+    def forget(self, name: str, digest: Digest) -> None:
+        """Drop what this process remembers of manifest ``digest`` of ``name`` (its revision record was deleted)."""
+        self._media_types.pop((name, digest), None)
 
     async def tags(self, name: str) -> list[str]:
         """All tags of the repository, sorted lexically."""

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 
+from registry.errors import ErrorCode, RegistryError
+from registry.reference import Digest
+from registry.store import Store
+from storage.memory import MemoryDriver
 from tests.registry.conftest import Client
 from tests.support.oci import (
     DOCKER_LIST,
@@ -249,3 +254,42 @@ async def test_extra_tags_by_query(client: Client) -> None:
     )
     assert resp.status == 201
     assert (await (await client.get("/v2/lib/app/tags/list")).json())["tags"] == ["a", "b"]
+
+
+async def test_a_tag_moved_or_deleted_by_another_process_is_seen_at_once() -> None:
+    """Two processes on one storage: what the first remembers of a manifest it served by tag never hides a tag that
+    the second moved to another manifest, or a manifest the second deleted."""
+    driver = MemoryDriver()
+    first, second = Store.build(driver), Store.build(driver)
+    one, two = await _stored_manifest(second, b"one"), await _stored_manifest(second, b"two")
+    await second.manifests.put("app", "latest", one, OCI_MANIFEST, [])
+    assert (await first.manifests.get("app", "latest")).body == one
+
+    await second.manifests.put("app", "latest", two, OCI_MANIFEST, [])
+    assert (await first.manifests.get("app", "latest")).body == two
+
+    await second.manifests.delete("app", Digest.of(two))
+    with pytest.raises(RegistryError) as unknown:
+        await first.manifests.get("app", "latest")
+    assert unknown.value.code is ErrorCode.MANIFEST_UNKNOWN
+    with pytest.raises(RegistryError):
+        await first.manifests.get("app", Digest.of(two))
+
+
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+
+
+async def _stored_manifest(store: Store, layer: bytes) -> bytes:
+    """An image manifest whose config and layer ``store`` holds in repository ``app``."""
+    descriptors = []
+    for data, media_type in ((b"{}", "application/vnd.oci.image.config.v1+json"), (layer, OCI_LAYER)):
+        digest = Digest.of(data)
+        upload_id = await store.uploads.start("app")
+        await store.uploads.finish("app", upload_id, digest, _body(data))
+        descriptors.append({"mediaType": media_type, "digest": str(digest), "size": len(data)})
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptors[0], "layers": descriptors[1:]}
+    return json.dumps(manifest).encode()
+
+
+async def _body(data: bytes) -> AsyncIterator[bytes]:
+    yield data

@@ -82,7 +82,12 @@ async def test_a_push_asks_s3_only_what_it_needs(counted: tuple[Store, Counted])
     assert driver.take() == Counter(head_object=3, put_object=2)
 
     assert (await store.manifests.get("app", "latest")).body == manifest
-    assert driver.take() == Counter(get_object=2)  # the tag and the revision link; the bytes come from memory
+    assert driver.take() == Counter(get_object=1)  # the tag; its revision record and the bytes come from memory
+    assert (await store.manifests.get("app", Digest.of(manifest))).body == manifest
+    assert driver.take() == Counter(get_object=1)  # by digest: the revision record, which says it is there
+    other = Store.build(Checked(driver))  # another process: the tag, the revision record, where the bytes are
+    assert (await other.manifests.get("app", "latest")).body == manifest  # (no pointer; data, read) and the bytes
+    assert driver.take() == Counter(get_object=4, head_object=1)
 
 
 async def test_where_blobs_are_is_asked_again_after_a_while(
