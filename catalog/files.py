@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +26,7 @@ from registry.manifests import INDEX_TYPES
 from registry.reference import Digest, is_tag, parse_digest
 from registry.store import Store
 from registry.store.manifests import StoredManifest
+from registry.store.recent import Recent
 from storage.errors import PathNotFound
 
 __all__ = ["ImageFiles"]
@@ -127,7 +127,7 @@ class ImageFiles:
         self.store = store
         self.reader = LayerReader(store.driver, store.blobs, cache_entries)
         self.text_limit = text_limit
-        self._trees: OrderedDict[tuple[str, ...], Tree] = OrderedDict()
+        self._trees: Recent[tuple[str, ...], Tree] = Recent(TREE_CACHE)
 
     async def directory(self, name: str, tag: str, path: str = "/", platform: str | None = None) -> DirectoryListing:
         """The direct children of directory ``path`` (symlinks on it followed) in the merged view, sorted by
@@ -209,10 +209,8 @@ class ImageFiles:
         key = tuple(layer.digest for layer in layers)
         tree = self._trees.get(key)
         if tree is None:
-            tree = self._trees[key] = merge(await self._listings(layers))
-            while len(self._trees) > TREE_CACHE:
-                self._trees.popitem(last=False)
-        self._trees.move_to_end(key)
+            tree = merge(await self._listings(layers))
+            self._trees.put(key, tree)
         return tree
 
     async def _listings(self, layers: list[Layer]) -> list[LayerListing]:

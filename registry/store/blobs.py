@@ -24,6 +24,7 @@ from registry.errors import ErrorCode, RegistryError
 from registry.reference import Digest
 from registry.store import links
 from registry.store.paths import key
+from registry.store.recent import Recent
 from registry.store.usage import MARKER_REFRESH, Usage
 from storage.driver import StorageDriver
 from storage.errors import PathNotFound
@@ -31,7 +32,7 @@ from storage.errors import PathNotFound
 SMALL_CACHE_BYTES = 32 << 20  # immutable small blobs (manifests) kept in memory, least recently used first
 _SMALL = 4 << 20
 _FRESH_PRUNE_AT = 10_000
-LOCATED_REMEMBERED = 10_000  # where recently located blobs are (see BlobStore.linked), oldest first
+LOCATED_REMEMBERED = 10_000  # where recently located blobs are (see BlobStore.linked)
 LOCATED_FOR = 60.0
 
 
@@ -68,7 +69,7 @@ class BlobStore:
         self._small_bytes = 0
         self._fresh: dict[Digest, float] = {}
         self._marking: dict[Digest, asyncio.Future[None]] = {}  # marker checks under way
-        self._located: OrderedDict[Digest, tuple[Located, float]] = OrderedDict()  # with time.monotonic() of the lookup
+        self._located: Recent[Digest, tuple[Located, float]] = Recent(LOCATED_REMEMBERED)  # time.monotonic() of lookup
 
     # -- where the bytes are ------------------------------------------------------------------------
 
@@ -216,10 +217,7 @@ class BlobStore:
         return located
 
     def _keep_located(self, digest: Digest, located: Located) -> None:
-        self._located[digest] = (located, time.monotonic())
-        self._located.move_to_end(digest)
-        if len(self._located) > LOCATED_REMEMBERED:
-            self._located.popitem(last=False)
+        self._located.put(digest, (located, time.monotonic()))
 
     async def stat(self, name: str, digest: Digest) -> BlobInfo:
         """The blob of repository ``name``, or BLOB_UNKNOWN. Counts as a use (clients HEAD a blob to skip
@@ -282,7 +280,7 @@ class BlobStore:
 
     def _forget(self, digest: Digest) -> None:
         """Drop what this process remembers of a blob it deletes."""
-        self._located.pop(digest, None)
+        self._located.pop(digest)
         self._fresh.pop(digest, None)
         dropped = self._small.pop(digest, None)
         if dropped is not None:

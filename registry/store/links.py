@@ -10,10 +10,11 @@ from storage.driver import StorageDriver
 from storage.errors import PathNotFound
 
 
-async def exists(driver: StorageDriver, key: str) -> bool:
-    """True if a record (a file, see :meth:`StorageDriver.stat_file`) exists at ``key``."""
+async def exists(driver: StorageDriver, key: str, *, folder: bool = False) -> bool:
+    """True if a record (a file, see :meth:`StorageDriver.stat_file`) exists at ``key``; with ``folder``, a file or a
+    directory."""
     try:
-        await driver.stat_file(key)
+        await (driver.stat(key) if folder else driver.stat_file(key))
     except PathNotFound:
         return False
     return True

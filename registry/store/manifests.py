@@ -8,7 +8,6 @@ referrer record. A tag therefore never points at a manifest that is not complete
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from registry.errors import ErrorCode, RegistryError
@@ -17,6 +16,7 @@ from registry.reference import Digest, parse_digest
 from registry.store import links
 from registry.store.blobs import BlobStore
 from registry.store.paths import key
+from registry.store.recent import Recent
 from storage.driver import StorageDriver
 
 REVISIONS_REMEMBERED = 20_000  # media types of revision records (see ManifestStore.get)
@@ -53,13 +53,7 @@ class ManifestStore:
     def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
         self.driver = driver
         self.blobs = blobs
-        self._media_types: OrderedDict[tuple[str, Digest], str] = OrderedDict()  # of revision records, oldest first
-
-    def _remember(self, name: str, digest: Digest, media_type: str) -> None:
-        self._media_types[(name, digest)] = media_type
-        self._media_types.move_to_end((name, digest))
-        if len(self._media_types) > REVISIONS_REMEMBERED:
-            self._media_types.popitem(last=False)
+        self._media_types: Recent[tuple[str, Digest], str] = Recent(REVISIONS_REMEMBERED)  # of revision records
 
     async def put(
         self, name: str, reference: Digest | str, body: bytes, content_type: str, tags: list[str]
@@ -76,7 +70,7 @@ class ManifestStore:
         await self.blobs.put_small(body, digest)
         record = json.dumps({"digest": str(digest), "mediaType": parsed.media_type}).encode()
         await self.driver.put_content(key("revision_link", name=name, digest=digest), record)
-        self._remember(name, digest, parsed.media_type)
+        self._media_types.put((name, digest), parsed.media_type)
         for tag in ([reference] if isinstance(reference, str) else []) + tags:
             await self.driver.put_content(key("tag_link", name=name, tag=tag), str(digest).encode())
         subject = parsed.subject.parsed_digest() if parsed.subject else None
@@ -137,9 +131,7 @@ class ManifestStore:
             if record is None:
                 raise _unknown(name, str(reference))
             media_type = str(json.loads(record)["mediaType"])
-            self._remember(name, digest, media_type)
-        else:
-            self._media_types.move_to_end((name, digest))
+            self._media_types.put((name, digest), media_type)
         return StoredManifest(await self.blobs.read_small(digest), media_type, digest)
 
     async def delete(self, name: str, reference: Digest | str) -> None:
@@ -161,7 +153,7 @@ class ManifestStore:
 
     def forget(self, name: str, digest: Digest) -> None:
         """Drop what this process remembers of manifest ``digest`` of ``name`` (its revision record was deleted)."""
-        self._media_types.pop((name, digest), None)
+        self._media_types.pop((name, digest))
 
     async def tags(self, name: str) -> list[str]:
         """All tags of the repository, sorted lexically."""

@@ -8,7 +8,6 @@ from registry.errors import ErrorCode, RegistryError
 from registry.store import links
 from registry.store.paths import REPOSITORIES, key
 from storage.driver import StorageDriver
-from storage.errors import PathNotFound
 
 
 async def repositories(driver: StorageDriver, folder: str = REPOSITORIES, prefix: str = "") -> AsyncIterator[str]:
@@ -31,11 +30,7 @@ class RepoStore:
 
     async def exists(self, name: str) -> bool:
         """True if anything was ever pushed to ``name``."""
-        try:
-            await self.driver.stat(key("repo", name=name))
-        except PathNotFound:
-            return False
-        return True
+        return await links.exists(self.driver, key("repo", name=name), folder=True)
 
     async def catalog(self) -> list[str]:
         """Names of the repositories that hold at least one manifest, sorted lexically."""
