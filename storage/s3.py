@@ -212,12 +212,13 @@ class S3Driver:
             with contextlib.suppress(PathNotFound):
                 tail = await self._get_side(path, TAIL_SUFFIX)
                 return S3Writer(self, path, MultipartState.from_json(state), tail, resumed=True)
-        return S3Writer(self, path, MultipartState(), existing or b"")
+        # a state without its tail starts over, and its commit still deletes the stale side objects
+        return S3Writer(self, path, MultipartState(), existing or b"", resumed=state is not None)
 
     async def _optional(self, path: str, suffix: str = "") -> bytes | None:
         """The object of ``path`` (or its side object ``suffix``), None when there is none."""
         try:
-            return await self._read_object(path, self.s3_key(path, suffix))
+            return await self._get_side(path, suffix)
         except PathNotFound:
             return None
 

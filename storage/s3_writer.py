@@ -43,7 +43,8 @@ class S3Writer:
     """Implements :class:`storage.driver.Writer` over one S3 multipart upload."""
 
     def __init__(self, driver: S3Driver, path: str, state: MultipartState, tail: bytes, resumed: bool = False) -> None:
-        """``resumed``: ``state`` and ``tail`` were read from side objects, which :meth:`commit` then deletes."""
+        """``resumed``: side objects of an earlier writer were found (and ``state`` and ``tail`` read from them when
+        both were there); :meth:`commit` then deletes them."""
         self._driver = driver
         self._resumed = resumed
         self._path = path

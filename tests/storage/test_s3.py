@@ -150,3 +150,16 @@ async def test_prefetch_hands_read_errors_to_the_consumer() -> None:
     with pytest.raises(ConnectionResetError):
         await consume()
     assert len(received) == 3
+
+
+async def test_a_stale_state_without_its_tail_is_dropped_by_the_next_commit(s3: S3Server) -> None:
+    bucket = s3.new_bucket()
+    driver = S3Driver(S3Settings(**s3.driver_settings(bucket, prefix="r")))
+    await driver.put_object("/up/data", b'{"upload_id": null, "parts": [], "parts_size": 0}', suffix="~mpu.json")
+    writer = await driver.writer("/up/data", append=True)  # no tail: starts over
+    assert writer.size == 0
+    await writer.write(b"fresh")
+    await writer.commit()
+    assert await driver.get_content("/up/data") == b"fresh"
+    assert [o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]] == ["r/up/data"]
+    await driver.close()
