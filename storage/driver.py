@@ -51,7 +51,8 @@ class Writer(Protocol):
         ...
 
     async def close(self) -> None:
-        """Release resources and keep the content for a later append."""
+        """Release resources and keep the content for a later append. A writer opened with ``append=True``
+        and closed without a write changes nothing (a missing file stays missing)."""
         ...
 
 

@@ -222,6 +222,8 @@ class FilesystemWriter:
         await _run(self._key, discard)
 
     async def close(self) -> None:
+        if self._fd is None and not self._pending:  # nothing written: the file is left as it was, or missing
+            self._closed = True
         if not self._closed:
             await self._finish(durable=False)
 

@@ -13,13 +13,14 @@ READ_CHUNK = 1 << 20
 
 
 class MemoryWriter:
-    """Buffers the bytes; commit or close stores them under the key."""
+    """Buffers the bytes; commit, or a close after a write, stores them under the key."""
 
     def __init__(self, driver: MemoryDriver, path: str, initial: bytes) -> None:
         self._driver = driver
         self._path = path
         self._buffer = bytearray(initial)
         self._done = False
+        self._written = False
 
     @property
     def size(self) -> int:
@@ -28,6 +29,7 @@ class MemoryWriter:
     async def write(self, data: bytes) -> None:
         if self._done:
             raise StorageError(self._path, self._driver.name, "write after commit, cancel or close")
+        self._written = True
         self._buffer += data
 
     async def commit(self) -> None:
@@ -39,8 +41,9 @@ class MemoryWriter:
         self._done = True
 
     async def close(self) -> None:
-        if not self._done:
+        if not self._done and self._written:
             await self.commit()
+        self._done = True
 
 
 class MemoryDriver:

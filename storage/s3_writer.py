@@ -1,8 +1,10 @@
 """The S3 appending writer: bytes go into a multipart upload whose state lives in the bucket.
 
 S3 parts (except the last) must be at least 5 MiB, so a writer keeps at most one part's worth of bytes
-in memory; when it is closed without being committed, that tail is saved as a small side object and the
-multipart state (upload id, parts) as JSON next to it. Any process can then reopen the writer with
+in memory; when it is closed without being committed, what it holds becomes a part when S3 accepts it as one
+(at least 5 MiB: the next writer then has no bytes to read back), else it is saved as a small side object, the
+tail; the multipart state (upload id, parts) is saved as JSON next to it. A writer closed without a write leaves
+everything as it found it. Any process can then reopen the writer with
 ``append=True`` and continue: uploads survive restarts and move between replicas. Side objects use
 names outside the key grammar (``~``), so listings never show them.
 """
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
 
 STATE_SUFFIX = "~mpu.json"
 TAIL_SUFFIX = "~tail"
+MIN_PART = 5 << 20
+"""S3's smallest part (except the last one of an upload)."""
 
 
 @dataclass
@@ -52,6 +56,7 @@ class S3Writer:
         self._state = state
         self._buffer = bytearray(tail)
         self._done = False
+        self._written = False
 
     @property
     def size(self) -> int:
@@ -60,6 +65,7 @@ class S3Writer:
     async def write(self, data: bytes) -> None:
         if self._done:
             raise StorageError(self._path, self._driver.name, "write after commit, cancel or close")
+        self._written = True
         self._buffer += data
         chunk = self._driver.config.multipart_chunk_size
         while len(self._buffer) >= chunk:
@@ -119,6 +125,11 @@ class S3Writer:
         if self._done:
             return
         self._done = True
+        if not self._written:
+            return
+        if len(self._buffer) >= MIN_PART:
+            await self._upload_part(bytes(self._buffer))
+            self._buffer = bytearray()
         await self._driver.put_object(self._path, bytes(self._buffer), suffix=TAIL_SUFFIX)
         await self._driver.put_object(self._path, self._state.to_json(), suffix=STATE_SUFFIX)
         self._buffer = bytearray()

@@ -117,9 +117,6 @@ class UploadStore:
     async def offset(self, name: str, upload_id: str) -> int:
         """Bytes received so far, or BLOB_UPLOAD_UNKNOWN."""
         await self.check(name, upload_id)
-        return await self._received(upload_id)
-
-    async def _received(self, upload_id: str) -> int:
         try:
             return (await self.driver.stat(key("upload_data", upload=upload_id))).size
         except PathNotFound:
@@ -151,13 +148,14 @@ class UploadStore:
         start: int | None,
         commit: bool = False,
     ) -> int:
-        if start is not None and start != (current := await self._received(upload_id)):
+        writer = await self.driver.writer(key("upload_data", upload=upload_id), append=True)
+        if start is not None and start != writer.size:
+            await writer.close()  # nothing written: the upload stays as it was
             raise RegistryError(
                 ErrorCode.RANGE_INVALID,
-                f"chunk starts at {start}, but the upload holds {current} bytes",
-                headers={"Range": range_header(current), "Location": f"/v2/{name}/blobs/uploads/{upload_id}"},
+                f"chunk starts at {start}, but the upload holds {writer.size} bytes",
+                headers={"Range": range_header(writer.size), "Location": f"/v2/{name}/blobs/uploads/{upload_id}"},
             )
-        writer = await self.driver.writer(key("upload_data", upload=upload_id), append=True)
         if session.offset != writer.size:
             session.hasher = None  # bytes arrived elsewhere: verify by re-reading at the end
         in_flight: asyncio.Future[Any] | None = None

@@ -4,17 +4,20 @@ makes a push chattier fails here rather than only in the benchmark)."""
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from registry.errors import ErrorCode, RegistryError
 from registry.reference import Digest
 from registry.store import Store
 from registry.store import blobs as blobs_module
 from storage.checked import Checked
 from storage.s3 import S3Driver, S3Settings
+from storage.s3_writer import MIN_PART
 from tests.support.s3 import S3Server
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -106,3 +109,20 @@ async def test_where_blobs_are_is_asked_again_after_a_while(
     other = Store.build(Checked(driver))  # another process knows nothing: it reads the pointer
     assert await other.blobs.linked("app", layer) is not None
     assert driver.take() == Counter(head_object=1, get_object=1)
+
+
+async def test_a_chunk_costs_its_part_and_a_few_small_requests(counted: tuple[Store, Counted]) -> None:
+    store, driver = counted
+    chunk = os.urandom(MIN_PART)  # the smallest part S3 takes; the driver's parts are 10 MiB
+    upload_id = await store.uploads.start("app")
+    await store.uploads.append("app", upload_id, _body(chunk), 0)
+    driver.take()
+    await store.uploads.append("app", upload_id, _body(chunk), len(chunk))
+    # the session record; the multipart state and the committed object (none), the tail (empty: the last chunk
+    # went up as a part, no bytes to read back); the chunk as a part; the empty tail and the state
+    assert driver.take() == Counter(head_object=1, get_object=3, upload_part=1, put_object=2)
+    with pytest.raises(RegistryError) as refused:  # a chunk from the wrong offset: nothing is written
+        await store.uploads.append("app", upload_id, _body(chunk), 0)
+    assert refused.value.code is ErrorCode.RANGE_INVALID
+    assert driver.take() == Counter(head_object=1, get_object=3)
+    assert await store.uploads.offset("app", upload_id) == 2 * len(chunk)

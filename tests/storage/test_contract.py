@@ -181,6 +181,25 @@ async def test_multipart_writer_continues_across_close(driver: StorageDriver) ->
     assert (await driver.stat_file("/mp/data")).size == len(first + second)
 
 
+async def test_a_writer_closed_without_a_write_changes_nothing(driver: StorageDriver) -> None:
+    unused = await driver.writer("/none/data", append=True)
+    assert unused.size == 0
+    await unused.close()
+    with pytest.raises(PathNotFound):
+        await driver.stat("/none/data")
+    writer = await driver.writer("/open/data")
+    await writer.write(b"abc")
+    await writer.close()
+    for _ in range(2):  # an unfinished file, then a committed one
+        unused = await driver.writer("/open/data", append=True)
+        assert unused.size == 3
+        await unused.close()
+        assert (await driver.stat("/open/data")).size == 3
+        again = await driver.writer("/open/data", append=True)
+        await again.commit()
+    assert await read_all(driver, "/open/data") == b"abc"
+
+
 async def test_cancel_after_close_removes_everything(driver: StorageDriver) -> None:
     writer = await driver.writer("/gone/data")
     await writer.write(os.urandom(6 << 20))

@@ -67,13 +67,15 @@ async def test_append_continues_from_the_size_on_disk(tmp_path: Path) -> None:
     assert (tmp_path / "session").read_bytes() == b"12345678"
 
 
-async def test_closing_an_unwritten_append_writer_creates_the_empty_file(tmp_path: Path) -> None:
+async def test_closing_an_unwritten_append_writer_touches_nothing(tmp_path: Path) -> None:
     driver = FilesystemDriver(tmp_path)
     writer = await driver.writer("new/session", append=True)
     assert writer.size == 0
     await writer.close()
     await writer.close()  # idempotent
-    assert (tmp_path / "new" / "session").read_bytes() == b""
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(ValueError, match="closed writer"):
+        await writer.write(b"late")
 
 
 async def test_cancel_discards_pending_and_written_bytes(tmp_path: Path) -> None:

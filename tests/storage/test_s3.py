@@ -13,6 +13,7 @@ from aiohttp import web
 
 from storage.errors import StorageUnavailable
 from storage.s3 import S3Driver, S3Settings, prefetched
+from storage.s3_writer import MIN_PART
 from tests.support.s3 import S3Server
 
 
@@ -162,4 +163,22 @@ async def test_a_stale_state_without_its_tail_is_dropped_by_the_next_commit(s3: 
     await writer.commit()
     assert await driver.get_content("/up/data") == b"fresh"
     assert [o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]] == ["r/up/data"]
+    await driver.close()
+
+
+async def test_a_writer_closed_with_a_whole_part_leaves_no_tail_to_read_back(s3: S3Server) -> None:
+    bucket = s3.new_bucket()
+    driver = S3Driver(S3Settings(**s3.driver_settings(bucket)))
+    first, second = os.urandom(MIN_PART + 1), os.urandom(MIN_PART)  # each less than a 10 MiB part
+    writer = await driver.writer("/up/data")
+    await writer.write(first)
+    await writer.close()
+    sizes = {o["Key"]: o["Size"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]}
+    assert sizes == {"up/data~tail": 0, "up/data~mpu.json": sizes["up/data~mpu.json"]}
+    again = await driver.writer("/up/data", append=True)
+    assert again.size == len(first)
+    await again.write(second)
+    await again.commit()
+    assert await driver.get_content("/up/data") == first + second
+    assert [o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]] == ["up/data"]
     await driver.close()
