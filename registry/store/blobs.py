@@ -75,12 +75,20 @@ class BlobStore:
 
     async def locate(self, digest: Digest) -> Located | None:
         """The key and size of the blob's bytes, or None if the registry does not have it."""
+        return await self._pointed(digest) or await self._data(digest)
+
+    async def _pointed(self, digest: Digest) -> Located | None:
+        """Where the blob's pointer says its bytes are; None without a pointer."""
         pointer = await links.read_optional(self.driver, key("blob_object", digest=digest))
-        if pointer is not None:
-            record = json.loads(pointer)
-            return Located(str(record["key"]), int(record["size"]))
+        if pointer is None:
+            return None
+        record = json.loads(pointer)
+        return Located(str(record["key"]), int(record["size"]))
+
+    async def _data(self, digest: Digest) -> Located | None:
+        """The blob's bytes at its own key; None when they are not there."""
+        data = key("blob_data", digest=digest)
         try:
-            data = key("blob_data", digest=digest)
             return Located(data, (await self.driver.stat_file(data)).size)
         except PathNotFound:
             return None
@@ -96,7 +104,8 @@ class BlobStore:
         registry already has the blob, ``source`` is deleted instead, and the blob counts as used (see
         :meth:`claim`)."""
         await self.usage.record([digest])
-        if await self.locate(digest) is not None:
+        # both records asked for at once: a new blob has neither (one round trip, not two)
+        if any(await asyncio.gather(self._pointed(digest), self._data(digest))):
             await self._mark_used(digest)
             await links.delete_optional(self.driver, source)
             return

@@ -124,31 +124,42 @@ class UploadStore:
 
     async def append(self, name: str, upload_id: str, body: AsyncIterator[bytes], start: int | None = None) -> int:
         """Append a chunk; ``start`` (from ``Content-Range``) must equal the current size, else 416."""
-        async with self._exclusive(name, upload_id) as session:
-            return await self._append_locked(name, upload_id, session, body, start)
+        async with self._exclusive(name, upload_id) as (session, writer):
+            return await self._append_locked(name, upload_id, session, writer, body, start)
 
     @contextlib.asynccontextmanager
-    async def _exclusive(self, name: str, upload_id: str) -> AsyncIterator[_Session]:
-        """The session, held against this process's other requests for it; BLOB_UPLOAD_UNKNOWN unless it is open,
-        checked again after waiting for another request (which may have finished or cancelled it)."""
-        await self.check(name, upload_id)
+    async def _exclusive(self, name: str, upload_id: str) -> AsyncIterator[tuple[_Session, Writer]]:
+        """The session, held against this process's other requests for it, and a writer appending to its bytes;
+        BLOB_UPLOAD_UNKNOWN unless the session is open. It is checked once held (a request that waited for another
+        may find the session finished or cancelled), while the writer opens."""
+        if not _UUID_RE.fullmatch(upload_id):
+            raise _unknown(upload_id)
         session = self._session(upload_id)
-        waited = session.lock.locked()
         async with session.lock:
-            if waited:
-                await self.check(name, upload_id)
-            yield session
+            opened, checked = await asyncio.gather(
+                self.driver.writer(key("upload_data", upload=upload_id), append=True),
+                self.check(name, upload_id),
+                return_exceptions=True,
+            )
+            if isinstance(checked, BaseException):
+                if not isinstance(opened, BaseException):
+                    await opened.close()  # nothing written: changes nothing
+                self._sessions.pop(upload_id, None)
+                raise checked
+            if isinstance(opened, BaseException):
+                raise opened
+            yield session, opened
 
     async def _append_locked(
         self,
         name: str,
         upload_id: str,
         session: _Session,
+        writer: Writer,
         body: AsyncIterator[bytes],
         start: int | None,
         commit: bool = False,
     ) -> int:
-        writer = await self.driver.writer(key("upload_data", upload=upload_id), append=True)
         if start is not None and start != writer.size:
             await writer.close()  # nothing written: the upload stays as it was
             raise RegistryError(
@@ -181,8 +192,8 @@ class UploadStore:
 
         A digest mismatch removes the session and answers DIGEST_INVALID; nothing is kept.
         """
-        async with self._exclusive(name, upload_id) as session:
-            size = await self._append_locked(name, upload_id, session, body or _empty(), None, commit=True)
+        async with self._exclusive(name, upload_id) as (session, writer):
+            size = await self._append_locked(name, upload_id, session, writer, body or _empty(), None, commit=True)
             actual = await self._digest_of(upload_id, session, digest.algorithm)
             if actual != digest.hex:
                 await self.discard(name, upload_id)

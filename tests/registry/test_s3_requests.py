@@ -15,6 +15,7 @@ from registry.errors import ErrorCode, RegistryError
 from registry.reference import Digest
 from registry.store import Store
 from registry.store import blobs as blobs_module
+from registry.store.paths import key
 from storage.checked import Checked
 from storage.s3 import S3Driver, S3Settings
 from storage.s3_writer import MIN_PART
@@ -29,10 +30,17 @@ class Counted(S3Driver):
     def __init__(self, config: S3Settings) -> None:
         super().__init__(config)
         self.calls: Counter[str] = Counter()
+        self.running: set[str] = set()
+        self.alongside: set[frozenset[str]] = set()  # the paths asked about while another one was
 
     async def _call(self, client: Any, path: str, operation: str, kwargs: dict[str, Any]) -> Any:
         self.calls[operation] += 1
-        return await super()._call(client, path, operation, kwargs)
+        self.alongside.update(frozenset((path, other)) for other in self.running)
+        self.running.add(path)
+        try:
+            return await super()._call(client, path, operation, kwargs)
+        finally:
+            self.running.discard(path)
 
     def take(self) -> Counter[str]:
         """The operations counted since the last take."""
@@ -51,20 +59,25 @@ async def _body(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def _upload(store: Store, data: bytes) -> Digest:
+async def _upload(store: Store, data: bytes) -> tuple[Digest, str]:
     digest = Digest.of(data)
     upload_id = await store.uploads.start("app")
     await store.uploads.finish("app", upload_id, digest, _body(data))
-    return digest
+    return digest, upload_id
 
 
 async def test_a_push_asks_s3_only_what_it_needs(counted: tuple[Store, Counted]) -> None:
     store, driver = counted
-    layer = await _upload(store, b"layer bytes")
+    layer, upload_id = await _upload(store, b"layer bytes")
     # the session record (put, check), the bytes (no unfinished upload to resume, no object yet, put), the blob
     # (no pointer, no data: a pointer is put), the repository link, the session removed (listed, deleted)
     assert driver.take() == Counter(put_object=4, head_object=2, get_object=3, list_objects_v2=1, delete_objects=1)
-    config = await _upload(store, b"{}")
+    # questions that do not depend on each other are asked at once
+    assert {
+        frozenset((key("upload_started", name="app", upload=upload_id), key("upload_data", upload=upload_id))),
+        frozenset((key("blob_object", digest=layer), key("blob_data", digest=layer))),
+    } <= driver.alongside
+    config, _ = await _upload(store, b"{}")
     driver.take()
 
     manifest = json.dumps(
@@ -97,7 +110,7 @@ async def test_where_blobs_are_is_asked_again_after_a_while(
     counted: tuple[Store, Counted], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, driver = counted
-    layer = await _upload(store, b"layer")
+    layer, _ = await _upload(store, b"layer")
     assert await store.blobs.linked("app", layer) is not None
     driver.take()
     assert await store.blobs.linked("app", layer) is not None
