@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 from collections.abc import AsyncIterator
 
@@ -13,7 +14,7 @@ from aiohttp import web
 
 from storage.errors import StorageUnavailable
 from storage.s3 import S3Driver, S3Settings, prefetched
-from storage.s3_writer import MIN_PART
+from storage.s3_writer import MIN_PART, PartBody
 from tests.support.s3 import S3Server
 
 
@@ -181,4 +182,40 @@ async def test_a_writer_closed_with_a_whole_part_leaves_no_tail_to_read_back(s3:
     await again.commit()
     assert await driver.get_content("/up/data") == first + second
     assert [o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]] == ["up/data"]
+    await driver.close()
+
+
+def test_a_part_body_reads_its_pieces_as_one_seekable_file() -> None:
+    pieces: list[bytes | memoryview] = [b"abc", memoryview(b"-defgh")[1:], b"", b"ijklmnop"]
+    body = PartBody(pieces)
+    whole = b"abcdefghijklmnop"
+    assert len(body) == len(whole)
+    assert body.read(2) == b"ab"
+    assert body.read(5) == b"cdefg"
+    assert body.tell() == 7
+    assert body.read() == whole[7:]
+    assert body.read(4) == b""
+    for position in range(len(whole) + 1):  # botocore seeks back to re-read a part (checksums, retries)
+        assert body.seek(position) == position
+        assert body.read() == whole[position:]
+    assert body.seek(-3, io.SEEK_END) == len(whole) - 3
+    assert body.read(10) == b"nop"
+    into = bytearray(6)
+    body.seek(1)
+    assert body.readinto(into) == 6
+    assert bytes(into) == whole[1:7]
+
+
+async def test_a_writer_sends_parts_as_they_were_written(s3: S3Server) -> None:
+    """Parts are cut across the written pieces, whatever their sizes; what is read back is what was written."""
+    driver = S3Driver(S3Settings(**s3.driver_settings(s3.new_bucket(), multipart_chunk_size=MIN_PART)))
+    data = os.urandom(3 * MIN_PART + 12345)
+    writer = await driver.writer("/odd/data")
+    sizes = [1, MIN_PART - 2, 3, 700_000, MIN_PART, 11, len(data)]
+    offset = 0
+    for size in sizes:
+        await writer.write(data[offset : offset + size])
+        offset = min(offset + size, len(data))
+    await writer.commit()
+    assert await driver.get_content("/odd/data") == data
     await driver.close()
