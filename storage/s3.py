@@ -27,8 +27,8 @@ from storage.s3_writer import STATE_SUFFIX, TAIL_SUFFIX, MultipartState, S3Write
 
 __all__ = ["S3Driver", "S3Settings"]
 
-READ_CHUNK = 4 << 20
-PREFETCH = 3
+READ_CHUNK = 1 << 20
+PREFETCH = 4
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
 _UNAVAILABLE = {"500", "502", "503", "504", "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"}
 

@@ -208,7 +208,7 @@ class BlobStore:
 
     async def linked(self, name: str, digest: Digest) -> Located | None:
         """Where the bytes of a blob of repository ``name`` are, or None when the repository does not link it: what a
-        manifest push checks of each blob it names.
+        manifest push checks of each blob it names, and what a blob GET or HEAD asks (:meth:`stat`).
 
         The link is always read from storage; the place of the bytes comes from memory when this process located
         the blob less than :data:`LOCATED_FOR` seconds ago. A blob's place never changes, and garbage collection
@@ -232,7 +232,7 @@ class BlobStore:
         """The blob of repository ``name``, or BLOB_UNKNOWN. Counts as a use (clients HEAD a blob to skip
         uploading it, then push a manifest naming it)."""
         await self.usage.record([digest])
-        located = await self.locate(digest) if await self.is_linked(name, digest) else None
+        located = await self.linked(name, digest)
         if located is None:
             raise RegistryError(
                 ErrorCode.BLOB_UNKNOWN, f"blob {digest} unknown to repository {name}", {"digest": str(digest)}

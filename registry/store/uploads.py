@@ -144,7 +144,8 @@ class UploadStore:
             if isinstance(checked, BaseException):
                 if not isinstance(opened, BaseException):
                     await opened.close()  # nothing written: changes nothing
-                self._sessions.pop(upload_id, None)
+                if isinstance(checked, RegistryError):  # no such session: keep no state for it
+                    self._sessions.pop(upload_id, None)
                 raise checked
             if isinstance(opened, BaseException):
                 raise opened

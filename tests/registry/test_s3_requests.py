@@ -139,3 +139,19 @@ async def test_a_chunk_costs_its_part_and_a_few_small_requests(counted: tuple[St
     assert refused.value.code is ErrorCode.RANGE_INVALID
     assert driver.take() == Counter(head_object=1, get_object=3)
     assert await store.uploads.offset("app", upload_id) == 2 * len(chunk)
+
+
+async def test_a_blob_get_reads_its_link_and_where_its_bytes_are_only_once_a_while(
+    counted: tuple[Store, Counted],
+) -> None:
+    store, driver = counted
+    layer, _ = await _upload(store, b"layer")
+    driver.take()
+    for _ in range(2):
+        assert (await store.blobs.stat("app", layer)).size == 5
+        assert driver.take() == Counter(head_object=1)  # the link; where the bytes are, this process knows
+    other = Store.build(Checked(driver))
+    assert (await other.blobs.stat("app", layer)).size == 5
+    assert driver.take() == Counter(head_object=1, get_object=1)  # the link and the pointer
+    assert (await other.blobs.stat("app", layer)).size == 5
+    assert driver.take() == Counter(head_object=1)
