@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 MiB = 1 << 20
+MIN_PART = 5 * MiB
+"""S3's smallest part (except the last one of an upload)."""
 
 
 class S3Settings(BaseModel):
@@ -22,7 +24,7 @@ class S3Settings(BaseModel):
     access_key_id: str | None = Field(None, description="default: the AWS credential chain")
     secret_access_key: str | None = None
     addressing_style: Literal["auto", "virtual", "path"] = "path"
-    multipart_chunk_size: int = Field(10 * MiB, ge=5 * MiB, description="S3 part size; S3's minimum is 5 MiB")
+    multipart_chunk_size: int = Field(10 * MiB, ge=MIN_PART, description="S3 part size; S3's minimum is 5 MiB")
     redirect: bool = Field(False, description="answer blob GETs with 307 to a presigned URL")
     redirect_ttl: int = Field(1200, gt=0, description="seconds a presigned URL stays valid")
     sse: Literal["AES256", "aws:kms"] | None = None

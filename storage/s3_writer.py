@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from storage.errors import StorageError
+from storage.s3_settings import MIN_PART
 
 if TYPE_CHECKING:
     from storage.s3 import S3Driver
 
 STATE_SUFFIX = "~mpu.json"
 TAIL_SUFFIX = "~tail"
-MIN_PART = 5 << 20
-"""S3's smallest part (except the last one of an upload)."""
 
 
 @dataclass

@@ -18,7 +18,7 @@ from registry.store import blobs as blobs_module
 from registry.store.paths import key
 from storage.checked import Checked
 from storage.s3 import S3Driver, S3Settings
-from storage.s3_writer import MIN_PART
+from storage.s3_settings import MIN_PART
 from tests.support.s3 import S3Server
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

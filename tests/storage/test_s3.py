@@ -14,7 +14,8 @@ from aiohttp import web
 
 from storage.errors import StorageUnavailable
 from storage.s3 import S3Driver, S3Settings, prefetched
-from storage.s3_writer import MIN_PART, PartBody
+from storage.s3_settings import MIN_PART
+from storage.s3_writer import PartBody
 from tests.support.s3 import S3Server
 
 
