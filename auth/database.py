@@ -21,14 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from auth.schemaversion import at_head
 
 if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
+
     from auth.models import Base
     from registry.config import Settings
 
@@ -115,9 +116,17 @@ def _unavailable_one(exc: BaseException) -> bool:
     )
 
 
-def insert(engine: AsyncEngine, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT with the dialect's ``ON CONFLICT`` support (both databases spell it the same way)."""
-    return postgresql.insert(model) if engine.dialect.name == "postgresql" else sqlite.insert(model)
+def insert(bind: AsyncEngine | AsyncConnection, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT with the dialect's ``ON CONFLICT`` support (both databases spell it the same way). The dialect's
+    module is imported here, not at start: the engine has loaded it by then, and the other one (PostgreSQL's is
+    2 MiB) never loads in a process that does not use it."""
+    if bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(model)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(model)
 
 
 def parse_url(url: str) -> URL:

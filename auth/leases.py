@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from auth.database import insert
 from auth.models import LeaseRow
 
 __all__ = ["Held", "Leases", "holding", "new_holder"]
@@ -57,8 +57,9 @@ class Leases:
         Returns the lease as it stands afterwards: ours if ``result.holder == holder``."""
         now = datetime.now(UTC)
         async with self.engine.begin() as connection:
-            insert = (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(LeaseRow)
-            statement = insert.values(name=name, holder=holder, expires_at=now + timedelta(seconds=ttl))
+            statement = insert(connection, LeaseRow).values(
+                name=name, holder=holder, expires_at=now + timedelta(seconds=ttl)
+            )
             statement = statement.on_conflict_do_update(
                 index_elements=[LeaseRow.name],
                 set_={"holder": statement.excluded.holder, "expires_at": statement.excluded.expires_at},

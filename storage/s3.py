@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 import botocore.exceptions
+import botocore.session
 from botocore.config import Config as BotoConfig
 
 from storage.driver import FileInfo, Writer
@@ -76,6 +77,19 @@ async def prefetched(stream: Any, depth: int = PREFETCH) -> AsyncIterator[bytes]
         stream.close()
 
 
+def s3_only_botocore_session() -> botocore.session.Session:
+    """A botocore session whose table of every AWS service's endpoints (``endpoints.json``: 6.7 MiB of Python
+    objects, which the clients' endpoint resolver holds for their whole life) is pruned to S3's entry in each
+    partition. The resolver is built, at the first client, from the loader's one cached copy of the table, so S3
+    resolves exactly as before (every partition and region stays) and the other ~300 services' entries are
+    freed."""
+    session = botocore.session.get_session()
+    endpoints = session.get_component("data_loader").load_data("endpoints")
+    for partition in endpoints["partitions"]:
+        partition["services"] = {name: spec for name, spec in partition["services"].items() if name == "s3"}
+    return session
+
+
 class S3Driver:
     """Stores each key as one object; see the module docstring."""
 
@@ -90,6 +104,7 @@ class S3Driver:
             aws_access_key_id=config.access_key_id,
             aws_secret_access_key=config.secret_access_key,
             region_name=config.region,
+            botocore_session=s3_only_botocore_session(),
         )
         boto_config = BotoConfig(
             s3={"addressing_style": config.addressing_style},

@@ -9,11 +9,13 @@ import os
 from collections.abc import AsyncIterator
 
 import aiohttp
+import boto3
 import pytest
 from aiohttp import web
+from botocore.config import Config as BotoConfig
 
 from storage.errors import StorageUnavailable
-from storage.s3 import S3Driver, S3Settings, prefetched
+from storage.s3 import S3Driver, S3Settings, prefetched, s3_only_botocore_session
 from storage.s3_settings import MIN_PART
 from storage.s3_writer import PartBody
 from tests.support.s3 import S3Server
@@ -220,3 +222,18 @@ async def test_a_writer_sends_parts_as_they_were_written(s3: S3Server) -> None:
     await writer.commit()
     assert await driver.get_content("/odd/data") == data
     await driver.close()
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-central-1", "cn-north-1", "us-gov-west-1", "us-iso-east-1"])
+def test_the_pruned_endpoint_table_resolves_s3_as_the_full_one(region: str) -> None:
+    """The session the driver builds its clients on keeps S3's endpoints only, and they answer as botocore's."""
+    pruned = boto3.session.Session(region_name=region, botocore_session=s3_only_botocore_session())
+    full = boto3.session.Session(region_name=region)
+    for style in ("virtual", "path"):
+        config = BotoConfig(s3={"addressing_style": style})
+        assert (
+            pruned.client("s3", config=config).meta.endpoint_url == full.client("s3", config=config).meta.endpoint_url
+        )
+    table = pruned._session.get_component("data_loader").load_data("endpoints")
+    assert {name for partition in table["partitions"] for name in partition["services"]} == {"s3"}
+    assert pruned.get_available_regions("s3") == full.get_available_regions("s3")
