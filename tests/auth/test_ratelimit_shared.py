@@ -5,8 +5,10 @@ refusing the attempt after ``login_failures`` failures spread over both workers,
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
+import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -163,9 +165,19 @@ def unreachable_urls(tmp_path: Path) -> list[str]:
     ]
 
 
+async def stopped_connection_threads(before: set[threading.Thread]) -> None:
+    """Wait for the aiosqlite connection threads started since ``before`` to end. A connection that fails to open
+    is stopped without waiting, and its thread then reports to the loop that opened it: were this test's loop
+    closed by then, the thread would die with "Event loop is closed" (reported under whichever test runs next)."""
+    for thread in set(threading.enumerate()) - before:
+        if "_connection_worker_thread" in thread.name:
+            await asyncio.to_thread(thread.join, 30)
+
+
 async def test_an_unreachable_database_fails_the_login_closed(tmp_path: Path) -> None:
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    threads = set(threading.enumerate())
     for url in unreachable_urls(tmp_path):
         engine = create_async_engine(url)
         check = Check("alice")
@@ -176,6 +188,7 @@ async def test_an_unreachable_database_fails_the_login_closed(tmp_path: Path) ->
             await engine.dispose()
         assert is_unavailable(failed.value), url  # the callers answer 503 for these
         assert check.calls == 0  # not one guess checked without its count
+    await stopped_connection_threads(threads)
 
 
 # -- end to end: a live server with two workers -------------------------------------------------------------------
