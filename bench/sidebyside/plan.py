@@ -38,13 +38,13 @@ class Plan:
 
 
 FULL = Plan(
-    monolithic=((MiB, 20), (100 * MiB, 5), (GiB, 2)),
+    monolithic=((MiB, 60), (100 * MiB, 5), (GiB, 2)),
     sha_target_min_size=100 * MiB,
     chunked_size=100 * MiB,
     chunk_size=5 * MiB,
     chunked_rounds=4,
     download_size=100 * MiB,
-    download_rounds=5,
+    download_rounds=15,
     load_concurrency=(1, 32, 128),
     load_seconds=2.0,
     load_rounds=3,
