@@ -7,6 +7,7 @@ import contextlib
 import io
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import boto3
@@ -237,3 +238,34 @@ def test_the_pruned_endpoint_table_resolves_s3_as_the_full_one(region: str) -> N
     table = pruned._session.get_component("data_loader").load_data("endpoints")
     assert {name for partition in table["partitions"] for name in partition["services"]} == {"s3"}
     assert pruned.get_available_regions("s3") == full.get_available_regions("s3")
+
+
+async def test_no_checksum_is_computed_or_checked_beyond_what_s3_requires(s3: S3Server) -> None:
+    """Blob bytes are covered by their digests: objects and parts go out without botocore's default CRC32 (no
+    checksum header, no aws-chunked trailer), reads do not ask for one; DeleteObjects keeps the checksum S3
+    requires."""
+    bucket = s3.new_bucket()
+    driver = S3Driver(S3Settings(**s3.driver_settings(bucket, multipart_chunk_size=MIN_PART)))
+    sent: dict[str, list[dict[str, str]]] = {}
+
+    def record(request: Any, event_name: str, **_: Any) -> None:
+        sent.setdefault(event_name.rsplit(".", 1)[1], []).append(
+            {k.lower(): str(v) for k, v in request.headers.items()}
+        )
+
+    for client in (driver._client, driver._slow_client):
+        client.meta.events.register("before-sign.s3", record)
+    await driver.put_content("/small", b"small")
+    writer = await driver.writer("/large")
+    await writer.write(os.urandom(MIN_PART + 1))
+    await writer.commit()
+    assert await driver.get_content("/small") == b"small"
+    async for _chunk in driver.reader("/large"):
+        pass
+    await driver.delete("/small")
+    for operation in ("PutObject", "UploadPart", "GetObject"):
+        for headers in sent[operation]:
+            assert not [name for name in headers if "checksum" in name or name == "x-amz-trailer"], operation
+            assert "aws-chunked" not in headers.get("content-encoding", ""), operation
+    assert [name for headers in sent["DeleteObjects"] for name in headers if "checksum" in name or "md5" in name]
+    await driver.close()
