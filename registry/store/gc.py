@@ -249,7 +249,7 @@ class Collector:
         self.sessions.add(upload_id)
         if begun >= self.started - self.options.upload_max_age:
             return
-        size = await self._size(key("upload_data", upload=upload_id))
+        size = await self._size(self.store.uploads.data_key(name, upload_id))
         if not self.options.dry_run:
             await self.store.uploads.discard(name, upload_id)
         self.report.uploads_purged += 1

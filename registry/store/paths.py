@@ -7,19 +7,22 @@
     ├── blobs/<alg>/<hex[0:2]>/<hex>/object          ...or, where moving is a copy (S3), a pointer to its object:
     │                                                  JSON {"key": "/v1/objects/<uuid>", "size": N}
     ├── blobs/<alg>/<hex[0:2]>/<hex>/used            empty marker, rewritten when a push reuses an old blob (for GC)
-    ├── objects/<uuid>                               the bytes of upload session <uuid> (on S3: of the blob it became)
+    ├── objects/<uuid>                               on S3: the bytes of upload session <uuid>, then of its blob
     ├── quarantine/<alg>/<hex>/data                  corrupt blobs moved aside by ``dockyard scrub --repair``
     └── repositories/<name>/                          <name> may have several components (library/busybox)
         ├── _layers/<alg>/<hex>/link                  "this repository holds blob <alg>:<hex>"
         ├── _manifests/revisions/<alg>/<hex>/link     JSON {"digest", "mediaType"}: a manifest of this repository
         ├── _manifests/tags/<tag>/link                the digest the tag points to
         ├── _referrers/<alg>/<hex>/<alg>-<hex>        descriptor JSON of a manifest whose subject is <alg>:<hex>
-        └── _uploads/<uuid>/startedat                 an upload session of this repository and its start time
+        ├── _uploads/<uuid>/startedat                 an upload session of this repository and its start time
+        └── _uploads/<uuid>/data                      its bytes where a move is a rename (filesystem, memory)
 
 Repository name components always start with ``[a-z0-9]``, so they never collide with the ``_``-prefixed
 directories. Manifests are stored as blobs too (their bytes under ``blobs/``), and only linked here.
-Publishing an upload renames ``objects/<uuid>`` to the blob's ``data`` where the driver renames cheaply
-(filesystem, memory); on S3, where a rename is a full copy, the object stays and ``object`` points at it.
+Publishing an upload renames the session's ``data`` to the blob's ``data`` where the driver renames cheaply
+(filesystem, memory: the bytes are written in the session's directory, which exists from the start, so an upload
+creates and removes no other directory); on S3, where a rename is a full copy, the bytes are written to
+``objects/<uuid>``, the object stays, and the blob's ``object`` points at it.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ Kind = Literal[
     "referrers",
     "upload",
     "upload_data",
+    "upload_staged",
     "upload_started",
     "uploads",
 ]
@@ -114,6 +118,8 @@ def key(
             return f"{repo}/_uploads/{upload}"
         case "upload_data":
             return f"{ROOT}/objects/{upload}"
+        case "upload_staged":
+            return f"{repo}/_uploads/{upload}/data"
         case "upload_started":
             return f"{repo}/_uploads/{upload}/startedat"
     raise ValueError(f"unknown record kind {kind!r}")

@@ -1,6 +1,7 @@
 """Blob upload sessions, kept in storage so any process can continue them (after a restart too).
 
-A session is its ``_uploads/<id>/startedat`` record in the repository plus its bytes in ``objects/<id>``.
+A session is its ``_uploads/<id>/startedat`` record in the repository plus its bytes: beside the record
+(``_uploads/<id>/data``) where publishing renames them, in ``objects/<id>`` on S3 (:meth:`UploadStore.data_key`).
 Publishing follows one fixed order: on the final PUT the bytes are made durable (the S3 multipart upload
 completes), their digest is verified, they become the blob (:meth:`BlobStore.publish`: a rename where
 cheap, else a pointer, never a copy), the repository link is written, the session record is removed.
@@ -99,6 +100,14 @@ class UploadStore:
         session.touched = now
         return session
 
+    def data_key(self, name: str, upload_id: str) -> str:
+        """Where the bytes of session ``upload_id`` of ``name`` are written: in the session's directory where a
+        move is a rename (it exists from the session's start: no other directory is created, and removed, per
+        upload), else in ``objects/<id>``, where they stay as the blob's object (S3)."""
+        if self.driver.moves_are_cheap:
+            return key("upload_staged", name=name, upload=upload_id)
+        return key("upload_data", upload=upload_id)
+
     async def start(self, name: str) -> str:
         """Open a new session in repository ``name``; returns its id."""
         upload_id = str(uuid.uuid4())
@@ -118,7 +127,7 @@ class UploadStore:
         """Bytes received so far, or BLOB_UPLOAD_UNKNOWN."""
         await self.check(name, upload_id)
         try:
-            return (await self.driver.stat(key("upload_data", upload=upload_id))).size
+            return (await self.driver.stat(self.data_key(name, upload_id))).size
         except PathNotFound:
             return 0
 
@@ -137,7 +146,7 @@ class UploadStore:
         session = self._session(upload_id)
         async with session.lock:
             opened, checked = await asyncio.gather(
-                self.driver.writer(key("upload_data", upload=upload_id), append=True),
+                self.driver.writer(self.data_key(name, upload_id), append=True),
                 self.check(name, upload_id),
                 return_exceptions=True,
             )
@@ -195,7 +204,7 @@ class UploadStore:
         """
         async with self._exclusive(name, upload_id) as (session, writer):
             size = await self._append_locked(name, upload_id, session, writer, body or _empty(), None, commit=True)
-            actual = await self._digest_of(upload_id, session, digest.algorithm)
+            actual = await self._digest_of(name, upload_id, session, digest.algorithm)
             if actual != digest.hex:
                 await self.discard(name, upload_id)
                 raise RegistryError(
@@ -206,24 +215,25 @@ class UploadStore:
             await self._publish(name, upload_id, digest, size)
             return size
 
-    async def _digest_of(self, upload_id: str, session: _Session, algorithm: str) -> str:
+    async def _digest_of(self, name: str, upload_id: str, session: _Session, algorithm: str) -> str:
         if session.hasher is not None and session.hasher.name == algorithm:
             return str(session.hasher.hexdigest())
         hasher = Digest(algorithm, "").hasher()
-        async for piece in self.driver.reader(key("upload_data", upload=upload_id)):
+        async for piece in self.driver.reader(self.data_key(name, upload_id)):
             await asyncio.to_thread(hasher.update, piece)
         return str(hasher.hexdigest())
 
     async def _publish(self, name: str, upload_id: str, digest: Digest, size: int) -> None:
-        await self.blobs.publish(digest, key("upload_data", upload=upload_id), size)
+        await self.blobs.publish(digest, self.data_key(name, upload_id), size)
         await self.blobs.link(name, digest)
         await links.delete_optional(self.driver, key("upload", name=name, upload=upload_id))
         self._sessions.pop(upload_id, None)
 
     async def discard(self, name: str, upload_id: str) -> None:
-        """Forget the session and delete its bytes."""
+        """Forget the session and delete its bytes (where they are in its directory, they go with it)."""
         await links.delete_optional(self.driver, key("upload", name=name, upload=upload_id))
-        await links.delete_optional(self.driver, key("upload_data", upload=upload_id))
+        if not self.driver.moves_are_cheap:
+            await links.delete_optional(self.driver, key("upload_data", upload=upload_id))
         self._sessions.pop(upload_id, None)
 
     async def cancel(self, name: str, upload_id: str) -> None:

@@ -31,6 +31,7 @@ TABLE = [
     (("uploads",), {"name": "a"}, "/v1/repositories/a/_uploads"),
     (("upload",), {"name": "a", "upload": "u-1"}, "/v1/repositories/a/_uploads/u-1"),
     (("upload_data",), {"upload": "u-1"}, "/v1/objects/u-1"),
+    (("upload_staged",), {"name": "a", "upload": "u-1"}, "/v1/repositories/a/_uploads/u-1/data"),
     (("objects",), {}, "/v1/objects"),
     (("blobs",), {}, "/v1/blobs"),
     (("blob",), {"digest": D}, f"/v1/blobs/sha256/ab/ab{H}"),

@@ -173,6 +173,29 @@ async def test_session_survives_restart(aiohttp_client: ClientFactory, fs_settin
     assert await (await second.get(f"/v2/lib/app/blobs/{digest(DATA)}")).read() == DATA
 
 
+async def test_a_filesystem_session_keeps_its_bytes_in_its_own_directory(
+    aiohttp_client: ClientFactory, fs_settings: Settings
+) -> None:
+    """Where publishing is a rename, a session's bytes sit beside its record: a push creates no ``objects/``
+    directory (creating a directory costs as much as a small write), and finishing or cancelling leaves
+    nothing of the session behind."""
+    client = await aiohttp_client(create_app(fs_settings))
+    root: Path = fs_settings.storage.root  # type: ignore[union-attr]
+    uploads = root / "v1/repositories/lib/app/_uploads"
+    for finish in (True, False):
+        location = await open_session(client)
+        resp = await client.patch(location, data=DATA, headers={"Content-Range": f"0-{len(DATA) - 1}"})
+        assert resp.status == 202
+        session = uploads / location.rsplit("/", 1)[1]
+        assert sorted(p.name for p in session.iterdir()) == ["data", "startedat"]
+        assert (session / "data").read_bytes() == DATA
+        resp = await (client.put(f"{location}?digest={digest(DATA)}") if finish else client.delete(location))
+        assert resp.status == (201 if finish else 204)
+        assert not uploads.exists()
+        assert not (root / "v1/objects").exists()
+    assert await (await client.get(f"/v2/lib/app/blobs/{digest(DATA)}")).read() == DATA
+
+
 async def test_large_streamed_upload(client: Client) -> None:
     block = hashlib.sha256(b"seed").digest() * 32768  # 1 MiB
     body = block * 9

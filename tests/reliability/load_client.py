@@ -193,7 +193,7 @@ def leftovers(data: Path) -> Leftovers:
         relative = str(path.relative_to(data))
         if "~tmp~" in path.name:
             found.temp_files.append(relative)
-        elif path.parent == root / "objects":
+        elif path.parent == root / "objects" or (path.name == "data" and path.parent.parent.name == "_uploads"):
             found.upload_objects.append(relative)
         elif path.parent.name == "_uploads":
             found.upload_dirs.append(relative)
