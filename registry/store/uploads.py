@@ -231,9 +231,10 @@ class UploadStore:
 
     async def discard(self, name: str, upload_id: str) -> None:
         """Forget the session and delete its bytes (where they are in its directory, they go with it)."""
-        await links.delete_optional(self.driver, key("upload", name=name, upload=upload_id))
-        if not self.driver.moves_are_cheap:
-            await links.delete_optional(self.driver, key("upload_data", upload=upload_id))
+        session = key("upload", name=name, upload=upload_id)
+        await links.delete_optional(self.driver, session)
+        if not (data := self.data_key(name, upload_id)).startswith(f"{session}/"):
+            await links.delete_optional(self.driver, data)
         self._sessions.pop(upload_id, None)
 
     async def cancel(self, name: str, upload_id: str) -> None:
