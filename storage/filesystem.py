@@ -63,14 +63,15 @@ def _in_parent(target: Path, action: Callable[[], T], attempts: int = 5) -> T:
     """Run ``action``, which needs ``target``'s parent directory; when that is missing, create it (and its parents)
     and run ``action`` again; if a concurrent prune removed it in between, again, up to ``attempts`` times. (A prune
     racing ``mkdir`` itself shows as FileExistsError: the directory existed, then was gone before ``mkdir`` could
-    check it.) The directory usually exists: trying first saves a ``mkdir`` and a ``stat`` per write."""
+    check it; or as FileNotFoundError: ``mkdir`` created an ancestor, which was pruned before it could create the
+    next level in it.) The directory usually exists: trying first saves a ``mkdir`` and a ``stat`` per write."""
     for attempt in range(attempts):
         try:
             return action()
         except FileNotFoundError:
             if attempt == attempts - 1:
                 raise
-        with suppress(FileExistsError):
+        with suppress(FileExistsError, FileNotFoundError):
             target.parent.mkdir(parents=True, exist_ok=True)
     raise AssertionError("unreachable")
 

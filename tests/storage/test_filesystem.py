@@ -143,3 +143,24 @@ async def test_remembered_paths_are_bounded_and_stay_right(tmp_path: Path, monke
             assert len(driver._paths) <= 3
     assert [await driver.get_content(f"/k/{n}") for n in range(10)] == [f"1:{n}".encode() for n in range(10)]
     assert (tmp_path / "k" / "7").read_bytes() == b"1:7"
+
+
+async def test_a_write_survives_a_prune_racing_the_creation_of_its_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another request's delete prunes the empty parent ``r/_uploads`` just after this write created it and before
+    it could create ``r/_uploads/u`` in it (seen in CI as a concurrent push failing with 'missing key')."""
+    driver = FilesystemDriver(tmp_path)
+    leaf, parent = tmp_path / "r" / "_uploads" / "u", tmp_path / "r" / "_uploads"
+    real_mkdir, pruned = os.mkdir, []
+
+    def mkdir_racing_a_prune(path: Any, mode: int = 0o777) -> None:
+        if Path(path) == leaf and parent.is_dir() and not pruned:
+            parent.rmdir()  # the concurrent prune wins the race once
+            pruned.append(parent)
+        real_mkdir(path, mode)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_racing_a_prune)
+    await driver.put_content("r/_uploads/u/startedat", b"1")
+    assert pruned == [parent]
+    assert (leaf / "startedat").read_bytes() == b"1"
