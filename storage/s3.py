@@ -1,6 +1,6 @@
-"""The S3 driver (boto3): keys become objects under ``prefix`` in one bucket.
+"""The S3 driver (botocore): keys become objects under ``prefix`` in one bucket.
 
-boto3 is synchronous, so every call runs in a worker thread, behind a semaphore that bounds how many
+botocore is synchronous, so every call runs in a worker thread, behind a semaphore that bounds how many
 run at once; the event loop never blocks on the network. Directories are implied by key prefixes, as
 in S3 itself. ``redirect_url`` presigns GET URLs so clients fetch blob bytes from the bucket directly.
 """
@@ -16,19 +16,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.exceptions
-import botocore.session
 from botocore.config import Config as BotoConfig
 
 from storage.driver import FileInfo, Writer
 from storage.errors import InvalidOffset, PathNotFound, StorageError, StorageUnavailable
+from storage.s3_session import s3_only_botocore_session
 from storage.s3_settings import S3Settings
 from storage.s3_writer import STATE_SUFFIX, TAIL_SUFFIX, MultipartState, S3Writer
 
 __all__ = ["S3Driver", "S3Settings"]
 
 READ_CHUNK = 1 << 20
+COPY_AT_ONCE = 5 << 30  # S3's largest CopyObject
+COPY_PART = 256 << 20
+MAX_PARTS = 10_000
 PREFETCH = 4
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
 _UNAVAILABLE = {"500", "502", "503", "504", "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"}
@@ -77,19 +79,6 @@ async def prefetched(stream: Any, depth: int = PREFETCH) -> AsyncIterator[bytes]
         stream.close()
 
 
-def s3_only_botocore_session() -> botocore.session.Session:
-    """A botocore session whose table of every AWS service's endpoints (``endpoints.json``: 6.7 MiB of Python
-    objects, which the clients' endpoint resolver holds for their whole life) is pruned to S3's entry in each
-    partition. The resolver is built, at the first client, from the loader's one cached copy of the table, so S3
-    resolves exactly as before (every partition and region stays) and the other ~300 services' entries are
-    freed."""
-    session = botocore.session.get_session()
-    endpoints = session.get_component("data_loader").load_data("endpoints")
-    for partition in endpoints["partitions"]:
-        partition["services"] = {name: spec for name, spec in partition["services"].items() if name == "s3"}
-    return session
-
-
 class S3Driver:
     """Stores each key as one object; see the module docstring."""
 
@@ -100,12 +89,7 @@ class S3Driver:
         self.config = config
         self.bucket = config.bucket
         self._prefix = config.prefix.strip("/")
-        session = boto3.session.Session(
-            aws_access_key_id=config.access_key_id,
-            aws_secret_access_key=config.secret_access_key,
-            region_name=config.region,
-            botocore_session=s3_only_botocore_session(),
-        )
+        session = s3_only_botocore_session()
         boto_config = BotoConfig(
             s3={"addressing_style": config.addressing_style},
             max_pool_connections=config.max_concurrency,
@@ -119,11 +103,18 @@ class S3Driver:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        self._client: Any = session.client("s3", endpoint_url=config.endpoint_url, config=boto_config)
+        client = functools.partial(
+            session.create_client,
+            "s3",
+            region_name=config.region,
+            endpoint_url=config.endpoint_url,
+            aws_access_key_id=config.access_key_id,
+            aws_secret_access_key=config.secret_access_key,
+        )
+        self._client: Any = client(config=boto_config)
         # the calls that make S3 assemble or copy bytes before it answers get their own client (same session and
         # model, ~0.4 MiB) with a longer read timeout
-        slow_config = boto_config.merge(BotoConfig(read_timeout=config.assemble_timeout))
-        self._slow_client: Any = session.client("s3", endpoint_url=config.endpoint_url, config=slow_config)
+        self._slow_client: Any = client(config=boto_config.merge(BotoConfig(read_timeout=config.assemble_timeout)))
         self._limit = asyncio.Semaphore(config.max_concurrency)
         self._pool = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3")
 
@@ -141,7 +132,7 @@ class S3Driver:
         return args
 
     async def call(self, path: str, operation: str, **kwargs: Any) -> Any:
-        """Run one boto3 call in a thread; translate its errors into the storage error family."""
+        """Run one botocore call in a thread; translate its errors into the storage error family."""
         return await self._call(self._client, path, operation, kwargs)
 
     async def call_assembling(self, path: str, operation: str, **kwargs: Any) -> Any:
@@ -329,16 +320,54 @@ class S3Driver:
                     yield info
 
     async def move(self, source: str, dest: str) -> None:
-        await self.stat(source)
-        await self.call_assembling(  # boto3's managed copy: multipart UploadPartCopy for large objects
-            source,
-            "copy",
-            CopySource={"Bucket": self.bucket, "Key": self.s3_key(source)},
-            Bucket=self.bucket,
-            Key=self.s3_key(dest),
-            ExtraArgs=self.sse_args() or None,
-        )
+        """Copy inside the bucket (one CopyObject up to S3's limit of :data:`COPY_AT_ONCE`, else a multipart copy),
+        then delete the source; the destination appears whole or not at all."""
+        size = (await self.stat_file(source)).size
+        copy_source = {"Bucket": self.bucket, "Key": self.s3_key(source)}
+        if size <= COPY_AT_ONCE:
+            await self.call_assembling(
+                source,
+                "copy_object",
+                CopySource=copy_source,
+                Bucket=self.bucket,
+                Key=self.s3_key(dest),
+                **self.sse_args(),
+            )
+        else:
+            await self._copy_in_parts(copy_source, dest, size)
         await self.delete_keys([self.s3_key(source)])
+
+    async def _copy_in_parts(self, copy_source: dict[str, str], dest: str, size: int) -> None:
+        """A multipart upload of ``dest`` whose parts S3 copies from ``copy_source`` (UploadPartCopy), all asked at
+        once (the semaphore bounds them); aborted on any failure, so no part is left stored."""
+        target = {"Bucket": self.bucket, "Key": self.s3_key(dest)}
+        upload_id = (await self.call(dest, "create_multipart_upload", **target, **self.sse_args()))["UploadId"]
+        part_size = max(COPY_PART, -(-size // MAX_PARTS))
+
+        async def copy_part(number: int, start: int) -> dict[str, Any]:
+            last = min(start + part_size, size) - 1
+            copied = await self.call_assembling(
+                dest,
+                "upload_part_copy",
+                **target,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource=copy_source,
+                CopySourceRange=f"bytes={start}-{last}",
+            )
+            return {"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]}
+
+        try:
+            parts = await asyncio.gather(
+                *(copy_part(number, start) for number, start in enumerate(range(0, size, part_size), start=1))
+            )
+            await self.call_assembling(
+                dest, "complete_multipart_upload", **target, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            with contextlib.suppress(StorageError):
+                await self.call(dest, "abort_multipart_upload", **target, UploadId=upload_id)
+            raise
 
     async def delete(self, path: str) -> None:
         """One listing finds the object, its side objects and everything below it (keys that merely start with

@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import boto3
+import botocore.exceptions
 import pytest
 from aiohttp import web
-from botocore.config import Config as BotoConfig
 
-from storage.errors import StorageUnavailable
-from storage.s3 import S3Driver, S3Settings, prefetched, s3_only_botocore_session
+from storage import s3 as s3_driver
+from storage.errors import PathNotFound, StorageUnavailable
+from storage.s3 import S3Driver, S3Settings, prefetched
 from storage.s3_settings import MIN_PART
 from storage.s3_writer import PartBody
 from tests.support.s3 import S3Server
@@ -225,21 +225,6 @@ async def test_a_writer_sends_parts_as_they_were_written(s3: S3Server) -> None:
     await driver.close()
 
 
-@pytest.mark.parametrize("region", ["us-east-1", "eu-central-1", "cn-north-1", "us-gov-west-1", "us-iso-east-1"])
-def test_the_pruned_endpoint_table_resolves_s3_as_the_full_one(region: str) -> None:
-    """The session the driver builds its clients on keeps S3's endpoints only, and they answer as botocore's."""
-    pruned = boto3.session.Session(region_name=region, botocore_session=s3_only_botocore_session())
-    full = boto3.session.Session(region_name=region)
-    for style in ("virtual", "path"):
-        config = BotoConfig(s3={"addressing_style": style})
-        assert (
-            pruned.client("s3", config=config).meta.endpoint_url == full.client("s3", config=config).meta.endpoint_url
-        )
-    table = pruned._session.get_component("data_loader").load_data("endpoints")
-    assert {name for partition in table["partitions"] for name in partition["services"]} == {"s3"}
-    assert pruned.get_available_regions("s3") == full.get_available_regions("s3")
-
-
 async def test_no_checksum_is_computed_or_checked_beyond_what_s3_requires(s3: S3Server) -> None:
     """Blob bytes are covered by their digests: objects and parts go out without botocore's default CRC32 (no
     checksum header, no aws-chunked trailer), reads do not ask for one; DeleteObjects keeps the checksum S3
@@ -268,4 +253,50 @@ async def test_no_checksum_is_computed_or_checked_beyond_what_s3_requires(s3: S3
             assert not [name for name in headers if "checksum" in name or name == "x-amz-trailer"], operation
             assert "aws-chunked" not in headers.get("content-encoding", ""), operation
     assert [name for headers in sent["DeleteObjects"] for name in headers if "checksum" in name or "md5" in name]
+    await driver.close()
+
+
+async def test_a_move_beyond_one_copy_object_copies_in_parts(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above S3's 5 GiB CopyObject limit (lowered here) a move is a multipart upload of copied ranges."""
+    monkeypatch.setattr(s3_driver, "COPY_AT_ONCE", MIN_PART)
+    monkeypatch.setattr(s3_driver, "COPY_PART", MIN_PART)
+    bucket = s3.new_bucket()
+    driver = S3Driver(S3Settings(**s3.driver_settings(bucket)))
+    data = os.urandom(2 * MIN_PART + 12345)
+    await driver.put_content("/src", data)
+    ranges: list[str] = []
+    driver._slow_client.meta.events.register(
+        "before-call.s3.UploadPartCopy", lambda params, **_: ranges.append(params["headers"]["x-amz-copy-source-range"])
+    )
+    await driver.move("/src", "/dst")
+    assert sorted(ranges) == sorted(
+        [f"bytes=0-{MIN_PART - 1}", f"bytes={MIN_PART}-{2 * MIN_PART - 1}", f"bytes={2 * MIN_PART}-{len(data) - 1}"]
+    )
+    assert await driver.get_content("/dst") == data
+    with pytest.raises(PathNotFound):
+        await driver.stat("/src")
+    assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    await driver.close()
+
+
+async def test_a_failed_copy_in_parts_leaves_no_part_and_keeps_the_source(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3_driver, "COPY_AT_ONCE", MIN_PART)
+    monkeypatch.setattr(s3_driver, "COPY_PART", MIN_PART)
+    bucket = s3.new_bucket()
+    driver = S3Driver(S3Settings(**s3.driver_settings(bucket)))
+    await driver.put_content("/src", os.urandom(MIN_PART + 1))
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        if params["query_string"].get("partNumber") == 2:
+            raise botocore.exceptions.EndpointConnectionError(endpoint_url="http://s3")
+
+    driver._slow_client.meta.events.register("before-call.s3.UploadPartCopy", refuse)
+    with pytest.raises(StorageUnavailable):
+        await driver.move("/src", "/dst")
+    assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    with pytest.raises(PathNotFound):
+        await driver.stat("/dst")
+    assert (await driver.stat("/src")).size == MIN_PART + 1
     await driver.close()
