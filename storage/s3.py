@@ -93,7 +93,9 @@ class S3Driver:
         boto_config = BotoConfig(
             s3={"addressing_style": config.addressing_style},
             max_pool_connections=config.max_concurrency,
-            retries={"max_attempts": config.max_attempts, "mode": "standard"},
+            # total_max_attempts counts the first try, as max_attempts does here (botocore's max_attempts counts
+            # only the retries: a hung S3 would hold a request one more read_timeout than configured)
+            retries={"total_max_attempts": config.max_attempts, "mode": "standard"},
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
             # No CRC32 of every object and part sent, and none checked on every read (botocore's default since

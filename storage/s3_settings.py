@@ -29,7 +29,7 @@ class S3Settings(BaseModel):
     redirect_ttl: int = Field(1200, gt=0, description="seconds a presigned URL stays valid")
     sse: Literal["AES256", "aws:kms"] | None = None
     sse_kms_key_id: str | None = None
-    max_concurrency: int = Field(32, gt=0, description="boto3 calls in flight at once")
+    max_concurrency: int = Field(32, gt=0, description="S3 calls in flight at once")
     # An unreachable or hung S3 must surface as a retryable 503 in seconds, not hold requests for minutes (botocore's
     # defaults: 60 s connect and read timeouts, several attempts): worst case max_attempts * (timeout + backoff).
     connect_timeout: float = Field(3.0, gt=0, description="seconds to open a connection to S3")

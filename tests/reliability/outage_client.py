@@ -35,6 +35,7 @@ class Answer:
     error: str = ""
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    request: str = ""  # "METHOD /path", as evidence in a failure message
 
     @property
     def ok(self) -> bool:
@@ -89,6 +90,7 @@ class RegistryClient:
             body = response.content
         except requests.RequestException as exc:
             answer = Answer(0, time.monotonic() - started, started, error=f"{type(exc).__name__}: {exc}")
+            answer.request = f"{method} {path}"
         else:
             answer = Answer(
                 response.status_code,
@@ -98,6 +100,7 @@ class RegistryClient:
                 response.headers.get("Retry-After"),
                 body=body,
                 headers=dict(response.headers),
+                request=f"{method} {path}",
             )
         self.answers.append(answer)
         return answer

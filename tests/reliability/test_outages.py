@@ -45,9 +45,9 @@ WORKERS = 2
 RUN_BEFORE = 1.0  # seconds of traffic before each outage (after it, each worker pushes once more, then stops)
 KILLED_FOR = 3.0
 # Short S3 timeouts for the freeze (a hung endpoint is noticed after max_attempts * read_timeout, or assemble_timeout
-# while it completes a multipart upload, plus backoff), and
-# a freeze long enough for calls to time out in it; the kill test runs with the defaults (a refused connection is
-# noticed at once).
+# while it completes a multipart upload, plus backoff, plus up to 1 s per try of a PUT that waits for "100 Continue":
+# ~5.5 s here), and a freeze long enough for calls to time out in it; the kill test runs with the defaults (a refused
+# connection is noticed at once).
 FROZEN_TIMEOUTS = {"connect_timeout": 1, "read_timeout": 1.5, "assemble_timeout": 1.5, "max_attempts": 2}
 FROZEN_FOR = 7.0
 
@@ -88,6 +88,7 @@ class Verdict:
     hangs: int = 0
     slowest_ms: int = 0
     examples: list[str] = field(default_factory=list)  # the non-retryable answers, as evidence
+    met: list[str] = field(default_factory=list)  # every request under way during an outage, and its answer
 
     def tally_fields(self) -> dict[str, int]:
         """The counts as the report's columns name them."""
@@ -106,7 +107,10 @@ def judge(answers: list[Answer], windows: list[tuple[float, float]]) -> Verdict:
     those retryable (503 + ``Retry-After`` + JSON body), connections cut, and anything else (non-retryable)."""
     verdict = Verdict(hangs=sum(answer.seconds > HANG_BOUND for answer in answers))
     for answer in answers:
-        if not any(answer.sent < end and answer.sent + answer.seconds > start for start, end in windows) or answer.ok:
+        if not any(answer.sent < end and answer.sent + answer.seconds > start for start, end in windows):
+            continue
+        verdict.met.append(f"{answer.request} {answer.status} in {answer.seconds:.1f} s")
+        if answer.ok:
             continue
         verdict.during += 1
         verdict.slowest_ms = max(verdict.slowest_ms, int(answer.seconds * 1000))
@@ -116,7 +120,9 @@ def judge(answers: list[Answer], windows: list[tuple[float, float]]) -> Verdict:
             verdict.cut += 1
         else:
             verdict.non_retryable += 1
-            verdict.examples.append(f"{answer.status} {answer.code} {answer.error} {answer.body[:200]!r}")
+            verdict.examples.append(
+                f"{answer.request}: {answer.status} {answer.code} {answer.error} {answer.body[:200]!r}"
+            )
     return verdict
 
 
@@ -170,7 +176,7 @@ def test_s3_killed_during_pushes_and_pulls(tmp_path: Path, tally: Tally) -> None
         corrupt_served=traffic.corrupt,
         recovered_without_restart=recovered,
     )
-    assert verdict.during > 0, "no request met the outage: the test tried nothing"
+    assert verdict.during > 0, f"no request failed during the outage: the test tried nothing; {verdict.met}"
     assert (verdict.non_retryable, verdict.hangs, traffic.corrupt, recovered) == (0, 0, 0, 1), verdict
 
 
@@ -193,7 +199,7 @@ def test_s3_frozen_during_pushes_and_pulls(tmp_path: Path, tally: Tally) -> None
         corrupt_served=traffic.corrupt,
         recovered_without_restart=recovered,
     )
-    assert verdict.during > 0, "no request met the outage: the test tried nothing"
+    assert verdict.during > 0, f"no request failed during the outage: the test tried nothing; {verdict.met}"
     assert (verdict.non_retryable, verdict.hangs, lost, traffic.corrupt, recovered) == (0, 0, 0, 0, 1), verdict
 
 

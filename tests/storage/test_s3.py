@@ -80,6 +80,44 @@ async def slow_completions(endpoint: str, delay: float) -> AsyncIterator[str]:
             await runner.cleanup()
 
 
+@contextlib.asynccontextmanager
+async def silent_s3() -> AsyncIterator[tuple[str, list[str]]]:
+    """A loopback endpoint that takes every request and never answers, as a hung S3 does; yields its URL and the
+    list of requests it got ("METHOD /path")."""
+    got: list[str] = []
+
+    async def hang(request: web.Request) -> web.Response:
+        got.append(f"{request.method} {request.path}")
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", hang)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", got
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 3])
+async def test_a_hung_s3_is_tried_max_attempts_times_in_all(s3: S3Server, attempts: int) -> None:
+    """``max_attempts`` counts the first try: a hung S3 holds a call ``max_attempts`` read timeouts, then the
+    call fails as unavailable (botocore's own ``max_attempts`` would count only the retries)."""
+    async with silent_s3() as (url, got):
+        settings = {**s3.driver_settings(s3.new_bucket(), read_timeout=0.3, max_attempts=attempts), "endpoint_url": url}
+        driver = S3Driver(S3Settings(**settings))
+        try:
+            with pytest.raises(StorageUnavailable):
+                await driver.get_content("/some/key")
+        finally:
+            await driver.close()
+    assert len(got) == attempts, got
+
+
 @pytest.mark.parametrize(("assemble_timeout", "completes"), [(20.0, True), (1.0, False)])
 async def test_completing_a_multipart_upload_may_outlast_the_read_timeout(
     s3: S3Server, assemble_timeout: float, completes: bool
