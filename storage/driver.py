@@ -109,6 +109,12 @@ class StorageDriver(Protocol):
         """Delete a file or a whole directory tree."""
         ...
 
+    async def delete_record(self, path: str) -> None:
+        """Delete the record at exactly ``path`` (a file written by :meth:`put_content`: never a directory nor a
+        writer's content); a missing one is no error. Empty directories above it go, as with :meth:`delete`. One
+        request on S3, where :meth:`delete` needs a listing first."""
+        ...
+
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         """A URL a client may fetch the content from directly, or None when the driver cannot redirect."""
         ...

@@ -120,6 +120,11 @@ def _delete(target: Path, root: Path) -> None:
     _prune(target.parent, root)
 
 
+def _delete_record(target: Path, root: Path) -> None:
+    target.unlink(missing_ok=True)
+    _prune(target.parent, root)
+
+
 def purge_temporaries(root: Path, older_than: float, dry_run: bool = False) -> int:
     """Remove what a killed writer left below ``root``: temporary files of :meth:`FilesystemDriver.put_content` (the
     process died between writing and renaming one) and empty directories (it died between a delete and the prune),
@@ -379,6 +384,9 @@ class FilesystemDriver:
         if path == "/":
             raise StorageError(path, self.name, "refusing to delete the root")
         await _run(path, _delete, self._full(path), self.root)
+
+    async def delete_record(self, path: str) -> None:
+        await _run(path, _delete_record, self._full(path), self.root)
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:  # noqa: ARG002
         return None

@@ -120,6 +120,9 @@ class MemoryDriver:
         for key in doomed:
             del self.files[key]
 
+    async def delete_record(self, path: str) -> None:
+        self.files.pop(path, None)
+
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:  # noqa: ARG002
         return None
 

@@ -390,6 +390,11 @@ class S3Driver:
             await self._abort_recorded(path, state_key.removesuffix(STATE_SUFFIX))
         await self.delete_keys(keys)
 
+    async def delete_record(self, path: str) -> None:
+        """One DeleteObject: a record has neither side objects nor children to look for (S3 answers the same
+        whether the object existed or not)."""
+        await self.call(path, "delete_object", Bucket=self.bucket, Key=self.s3_key(path))
+
     async def delete_keys(self, keys: Sequence[str]) -> None:
         """Delete objects by raw key, 1,000 per request; missing keys are fine."""
         for start in range(0, len(keys), 1000):

@@ -226,7 +226,8 @@ class UploadStore:
     async def _publish(self, name: str, upload_id: str, digest: Digest, size: int) -> None:
         await self.blobs.publish(digest, self.data_key(name, upload_id), size)
         await self.blobs.link(name, digest)
-        await links.delete_optional(self.driver, key("upload", name=name, upload=upload_id))
+        # the bytes have become the blob (or were deleted as a copy of it): the record is all the session holds
+        await self.driver.delete_record(key("upload_started", name=name, upload=upload_id))
         self._sessions.pop(upload_id, None)
 
     async def discard(self, name: str, upload_id: str) -> None:

@@ -139,6 +139,20 @@ async def test_delete_leaves_keys_that_merely_share_the_prefix(driver: StorageDr
     assert await driver.list("/tags") == ["/tags/latest-arm64", "/tags/latestx"]
 
 
+async def test_delete_record_removes_one_record_and_the_directories_it_empties(driver: StorageDriver) -> None:
+    for key in ("/s/u1/startedat", "/s/u2/startedat", "/s/u1x", "/s/u1/startedat-old"):
+        await driver.put_content(key, b"1")
+    await driver.delete_record("/s/u1/startedat")
+    assert await driver.list("/s/u1") == ["/s/u1/startedat-old"]  # a sibling sharing the name's start stays
+    await driver.delete_record("/s/u1/startedat-old")
+    assert await driver.list("/s") == ["/s/u1x", "/s/u2"]  # the emptied directory is gone
+    await driver.delete_record("/s/u1/startedat")  # missing: no error
+    await driver.delete_record("/s/u2/startedat")
+    await driver.delete_record("/s/u1x")
+    with pytest.raises(PathNotFound):
+        await driver.stat("/s")
+
+
 async def test_stat_file_sees_files_only(driver: StorageDriver) -> None:
     await driver.put_content("/d/record", b"12345")
     info = await driver.stat_file("/d/record")
