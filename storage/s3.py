@@ -40,41 +40,40 @@ async def prefetched(stream: Any, depth: int = PREFETCH) -> AsyncIterator[bytes]
     """Chunks of a botocore body, read ahead by a thread of its own (at most ``depth`` chunks in memory), so
     reading from S3 overlaps with whatever the consumer does meanwhile (writing to the client socket).
     A thread per stream, not the shared executor: a long download must not take a worker from the short
-    calls. The stream is closed when the consumer stops, early or not."""
+    calls. The stream is closed when the consumer stops, early or not.
+
+    A chunk costs one hand-off to the event loop (``call_soon_threadsafe``); the thread waits only when
+    ``depth`` chunks are waiting for the consumer, on a semaphore the consumer releases as it takes them."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(depth)
+    queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+    room = threading.Semaphore(depth)
     stop = threading.Event()
+    done = loop.create_future()
 
     def pump() -> None:
         try:
-            while not stop.is_set() and (chunk := stream.read(READ_CHUNK)):
-                asyncio.run_coroutine_threadsafe(queue.put(chunk), loop).result()
+            while room.acquire() and not stop.is_set() and (chunk := stream.read(READ_CHUNK)):
+                loop.call_soon_threadsafe(queue.put_nowait, chunk)
             item: bytes | BaseException | None = None
         except BaseException as exc:  # handed to the consumer
             item = exc
-        if not stop.is_set():
-            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
-
-    done = loop.create_future()
-
-    def finished() -> None:
-        if not done.done():
-            done.set_result(None)
-
-    def run() -> None:
-        pump()
+        loop.call_soon_threadsafe(queue.put_nowait, item)
         loop.call_soon_threadsafe(finished)
 
-    threading.Thread(target=run, name="s3-prefetch", daemon=True).start()
+    def finished() -> None:
+        if not done.done():  # a consumer cancelled while it waited has cancelled ``done``
+            done.set_result(None)
+
+    threading.Thread(target=pump, name="s3-prefetch", daemon=True).start()
     try:
         while (item := await queue.get()) is not None:
+            room.release()
             if isinstance(item, BaseException):
                 raise item
             yield item
     finally:
         stop.set()
-        while not queue.empty():  # unblock a pump waiting for room
-            queue.get_nowait()
+        room.release()  # a pump waiting for room wakes, sees the stop and ends
         await done
         stream.close()
 

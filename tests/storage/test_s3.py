@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -181,6 +182,39 @@ async def test_prefetch_stops_reading_when_the_consumer_stops() -> None:
     await stream.aclose()  # type: ignore[attr-defined]
     assert body.reads < 10  # read ahead by at most a few chunks, then stopped
     assert body.closed
+
+
+class SlowBody(FakeBody):
+    """A body whose reads take a while, as a network read does."""
+
+    def read(self, size: int) -> bytes:
+        time.sleep(0.05)
+        return super().read(size)
+
+
+async def test_a_consumer_cancelled_mid_stream_leaves_nothing_behind() -> None:
+    """The download's task is cancelled (the client went away) while the thread is reading: the stream is closed
+    once that read returns, and the thread's last hand-offs raise nothing in the event loop."""
+    loop = asyncio.get_running_loop()
+    problems: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: problems.append(context))
+    body = SlowBody(chunks=1000)
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in prefetched(body, depth=2):
+            first.set()
+
+    task = asyncio.create_task(consume())
+    await first.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert body.closed  # the generator waited for the thread's read in progress, then closed the stream
+    reads = body.reads
+    await asyncio.sleep(0.2)
+    assert body.reads == reads < 10  # and the thread read nothing more
+    assert problems == []
 
 
 async def test_prefetch_hands_read_errors_to_the_consumer() -> None:
