@@ -31,7 +31,7 @@ READ_CHUNK = 1 << 20
 COPY_AT_ONCE = 5 << 30  # S3's largest CopyObject
 COPY_PART = 256 << 20
 MAX_PARTS = 10_000
-PREFETCH = 4
+PREFETCH = 2
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
 _UNAVAILABLE = {"500", "502", "503", "504", "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"}
 
