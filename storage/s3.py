@@ -325,23 +325,17 @@ class S3Driver:
         then delete the source; the destination appears whole or not at all."""
         size = (await self.stat_file(source)).size
         copy_source = {"Bucket": self.bucket, "Key": self.s3_key(source)}
+        target = {"Bucket": self.bucket, "Key": self.s3_key(dest)}
         if size <= COPY_AT_ONCE:
-            await self.call_assembling(
-                source,
-                "copy_object",
-                CopySource=copy_source,
-                Bucket=self.bucket,
-                Key=self.s3_key(dest),
-                **self.sse_args(),
-            )
+            await self.call_assembling(source, "copy_object", CopySource=copy_source, **target, **self.sse_args())
         else:
-            await self._copy_in_parts(copy_source, dest, size)
+            await self._copy_in_parts(copy_source, dest, target, size)
         await self.delete_keys([self.s3_key(source)])
 
-    async def _copy_in_parts(self, copy_source: dict[str, str], dest: str, size: int) -> None:
-        """A multipart upload of ``dest`` whose parts S3 copies from ``copy_source`` (UploadPartCopy), all asked at
-        once (the semaphore bounds them); aborted on any failure, so no part is left stored."""
-        target = {"Bucket": self.bucket, "Key": self.s3_key(dest)}
+    async def _copy_in_parts(self, copy_source: dict[str, str], dest: str, target: dict[str, str], size: int) -> None:
+        """A multipart upload of ``dest`` (``target``: its bucket and key) whose parts S3 copies from
+        ``copy_source`` (UploadPartCopy), all asked at once (the semaphore bounds them). On any failure it is
+        aborted once no part copy is still under way (one finishing after the abort would stay stored)."""
         upload_id = (await self.call(dest, "create_multipart_upload", **target, **self.sse_args()))["UploadId"]
         part_size = max(COPY_PART, -(-size // MAX_PARTS))
 
@@ -360,8 +354,11 @@ class S3Driver:
 
         try:
             parts = await asyncio.gather(
-                *(copy_part(number, start) for number, start in enumerate(range(0, size, part_size), start=1))
+                *(copy_part(number, start) for number, start in enumerate(range(0, size, part_size), start=1)),
+                return_exceptions=True,
             )
+            if failed := next((part for part in parts if isinstance(part, BaseException)), None):
+                raise failed
             await self.call_assembling(
                 dest, "complete_multipart_upload", **target, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
