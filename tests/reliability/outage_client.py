@@ -76,7 +76,7 @@ class RegistryClient:
         headers = dict(headers or {})
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        started = time.monotonic()
+        started, request = time.monotonic(), f"{method} {path}"
         try:
             response = requests.request(
                 method,
@@ -89,8 +89,9 @@ class RegistryClient:
             )
             body = response.content
         except requests.RequestException as exc:
-            answer = Answer(0, time.monotonic() - started, started, error=f"{type(exc).__name__}: {exc}")
-            answer.request = f"{method} {path}"
+            answer = Answer(
+                0, time.monotonic() - started, started, error=f"{type(exc).__name__}: {exc}", request=request
+            )
         else:
             answer = Answer(
                 response.status_code,
@@ -100,7 +101,7 @@ class RegistryClient:
                 response.headers.get("Retry-After"),
                 body=body,
                 headers=dict(response.headers),
-                request=f"{method} {path}",
+                request=request,
             )
         self.answers.append(answer)
         return answer

@@ -7,13 +7,14 @@ import contextlib
 import io
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import botocore.exceptions
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from storage import s3 as s3_driver
 from storage.errors import PathNotFound, StorageUnavailable
@@ -81,11 +82,9 @@ async def slow_completions(endpoint: str, delay: float) -> AsyncIterator[str]:
             await runner.cleanup()
 
 
-@contextlib.asynccontextmanager
-async def silent_s3() -> AsyncIterator[tuple[str, list[str]]]:
-    """A loopback endpoint that takes every request and never answers, as a hung S3 does; yields its URL and the
-    list of requests it got ("METHOD /path")."""
-    got: list[str] = []
+def silent_s3(got: list[str]) -> web.Application:
+    """An endpoint that takes every request and never answers, as a hung S3 does; notes each request it got
+    ("METHOD /path") in ``got``."""
 
     async def hang(request: web.Request) -> web.Response:
         got.append(f"{request.method} {request.path}")
@@ -94,28 +93,25 @@ async def silent_s3() -> AsyncIterator[tuple[str, list[str]]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", hang)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", got
-    finally:
-        await runner.cleanup()
+    return app
 
 
 @pytest.mark.parametrize("attempts", [1, 2, 3])
-async def test_a_hung_s3_is_tried_max_attempts_times_in_all(s3: S3Server, attempts: int) -> None:
+async def test_a_hung_s3_is_tried_max_attempts_times_in_all(
+    s3: S3Server, aiohttp_server: Callable[..., Awaitable[TestServer]], attempts: int
+) -> None:
     """``max_attempts`` counts the first try: a hung S3 holds a call ``max_attempts`` read timeouts, then the
     call fails as unavailable (botocore's own ``max_attempts`` would count only the retries)."""
-    async with silent_s3() as (url, got):
-        settings = {**s3.driver_settings(s3.new_bucket(), read_timeout=0.3, max_attempts=attempts), "endpoint_url": url}
-        driver = S3Driver(S3Settings(**settings))
-        try:
-            with pytest.raises(StorageUnavailable):
-                await driver.get_content("/some/key")
-        finally:
-            await driver.close()
+    got: list[str] = []
+    server = await aiohttp_server(silent_s3(got), shutdown_timeout=0.1)
+    url = str(server.make_url("")).rstrip("/")
+    settings = {**s3.driver_settings(s3.new_bucket(), read_timeout=0.3, max_attempts=attempts), "endpoint_url": url}
+    driver = S3Driver(S3Settings(**settings))
+    try:
+        with pytest.raises(StorageUnavailable):
+            await driver.get_content("/some/key")
+    finally:
+        await driver.close()
     assert len(got) == attempts, got
 
 
@@ -328,10 +324,16 @@ async def test_no_checksum_is_computed_or_checked_beyond_what_s3_requires(s3: S3
     await driver.close()
 
 
-async def test_a_move_beyond_one_copy_object_copies_in_parts(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Above S3's 5 GiB CopyObject limit (lowered here) a move is a multipart upload of copied ranges."""
+@pytest.fixture
+def small_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3's 5 GiB CopyObject limit and the copied part size lowered to S3's smallest part."""
     monkeypatch.setattr(s3_driver, "COPY_AT_ONCE", MIN_PART)
     monkeypatch.setattr(s3_driver, "COPY_PART", MIN_PART)
+
+
+@pytest.mark.usefixtures("small_copies")
+async def test_a_move_beyond_one_copy_object_copies_in_parts(s3: S3Server) -> None:
+    """Above S3's 5 GiB CopyObject limit (lowered here) a move is a multipart upload of copied ranges."""
     bucket = s3.new_bucket()
     driver = S3Driver(S3Settings(**s3.driver_settings(bucket)))
     data = os.urandom(2 * MIN_PART + 12345)
@@ -351,11 +353,8 @@ async def test_a_move_beyond_one_copy_object_copies_in_parts(s3: S3Server, monke
     await driver.close()
 
 
-async def test_a_failed_copy_in_parts_leaves_no_part_and_keeps_the_source(
-    s3: S3Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(s3_driver, "COPY_AT_ONCE", MIN_PART)
-    monkeypatch.setattr(s3_driver, "COPY_PART", MIN_PART)
+@pytest.mark.usefixtures("small_copies")
+async def test_a_failed_copy_in_parts_leaves_no_part_and_keeps_the_source(s3: S3Server) -> None:
     bucket = s3.new_bucket()
     driver = S3Driver(S3Settings(**s3.driver_settings(bucket)))
     await driver.put_content("/src", os.urandom(MIN_PART + 1))
