@@ -39,4 +39,4 @@ class S3Settings(BaseModel):
     assemble_timeout: float = Field(
         600.0, gt=0, description="seconds S3 may take to complete a multipart upload or copy an object"
     )
-    max_attempts: int = Field(2, ge=1, description="tries of one S3 call (the first included) before giving up")
+    max_attempts: int = Field(3, ge=1, description="tries of one S3 call (the first included) before giving up")
