@@ -26,7 +26,7 @@ async def stamp_response(request: web.Request, response: web.StreamResponse) -> 
 class JsonAccessLogger(AbstractAccessLogger):
     """Logs ``{"time", "request_id", "remote", "method", "path", "status", "bytes", "duration_ms", "agent"}``.
 
-    ``bytes`` counts what went on the wire (headers and body, including bodies sent with sendfile).
+    ``bytes`` counts what went on the wire (headers and body).
 
     Only the path is logged, never the query string or headers, so no credential can reach a log line.
     """
@@ -39,7 +39,7 @@ class JsonAccessLogger(AbstractAccessLogger):
             "method": request.method,
             "path": request.path,
             "status": response.status,
-            "bytes": response.body_length + getattr(response, "body_bytes_sent", 0),
+            "bytes": response.body_length,
             "duration_ms": round(time_taken * 1000, 3),
             "agent": request.headers.get("User-Agent", "")[:200],
         }

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from registry.blobresponse import BlobResponse, parse_range
 from registry.errors import ErrorCode, RegistryError
 from registry.handlers.common import digest_param, repo_name, settings, store
-from registry.sendfile import BlobResponse, parse_range
 
 
 async def get_blob(request: web.Request) -> web.StreamResponse:

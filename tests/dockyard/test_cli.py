@@ -77,7 +77,7 @@ def test_non_loopback_warning(tmp_path: Path) -> None:
 
 @pytest.fixture(params=["filesystem", "s3"])
 def any_storage_registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveRegistry]:
-    """A live registry on the filesystem (blobs go out with sendfile) or on S3 (streamed)."""
+    """A live registry on the filesystem (blobs copied from their file) or on S3 (streamed)."""
     env = None
     if request.param == "s3":
         server: S3Server = request.getfixturevalue("s3")

@@ -220,7 +220,7 @@ async def test_upload_chunks(
 
 
 # Regressions: "²" passes str.isdigit() but not int(), and more than 4300 digits exceed int()'s limit; both used to
-# be a 500 from registry/sendfile.py's parse_range.
+# be a 500 from registry/blobresponse.py's parse_range.
 @pytest.mark.parametrize("value", ["bytes=²-", "bytes=0-" + "9" * 5000], ids=["superscript", "5000-digits"])
 async def test_range_regressions_through_the_app(seeded: SeededRegistry, value: str) -> None:
     blob = b'{"architecture": "amd64", "os": "linux", "tag": "v1"}'

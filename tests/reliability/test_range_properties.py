@@ -1,4 +1,4 @@
-"""``Range`` (blob GET, ``registry.sendfile.parse_range``) and ``Content-Range`` (upload PATCH/PUT,
+"""``Range`` (blob GET, ``registry.blobresponse.parse_range``) and ``Content-Range`` (upload PATCH/PUT,
 ``registry.handlers.uploads._chunk_start``) on arbitrary header values.
 
 ``Range`` follows RFC 9110 §14 (RFC 7233): a syntactically valid single ``bytes=`` range gets exactly the span an
@@ -17,9 +17,9 @@ from aiohttp.test_utils import make_mocked_request
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from registry.blobresponse import parse_range
 from registry.errors import ErrorCode, RegistryError
 from registry.handlers.uploads import _chunk_start
-from registry.sendfile import parse_range
 from tests.reliability.strategies import FEW, PROPERTY
 
 HUGE = 10**18  # beyond any blob: numbers longer than this compare as "huge" without int() on 5000 digits
