@@ -3,6 +3,10 @@
 Every upload round pushes a blob neither registry has yet (the first 32 bytes change each round, so nothing is
 deduplicated), into a repository of its own row. Throughputs are MB/s (10^6 bytes/s) over the whole sequence of
 requests, connection setup included.
+
+Ceilings (:mod:`.targets`): the cold download row (kind ``cold-download``) is bounded by a cold read of the disk,
+and the monolithic rows with the SHA-256 target by a durable write (write + fsync) of their size, both measured
+with the limits (:mod:`.limits`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ def _refresher(blob: BlobFile) -> Callable[[int], None]:
 
 def monolithic_row(registries: Sequence[Registry], workdir: Path, size: int, rounds: int, sha_target: bool) -> Row:
     """POST + one PUT with the whole blob; kind ``monolithic-sha`` when the SHA-256 target applies to this
-    size (plus the RSS target at 1 GiB)."""
+    size (plus the RSS target at 1 GiB; the durable write of ``size`` bounds it)."""
     blob = write_random_blob(workdir / f"upload-{size}", size)
     repo = f"bench/upload-{size}"
 
@@ -43,6 +47,7 @@ def monolithic_row(registries: Sequence[Registry], workdir: Path, size: int, rou
         row = run_row(name, "MB/s", True, registries, rounds, workload, _refresher(blob))
     finally:
         blob.path.unlink()
+    row.size = size
     if sha_target:
         row.kind = "monolithic-sha-rss" if size >= GiB else "monolithic-sha"
     return row
@@ -71,7 +76,7 @@ def _drop_cache(registry: Registry) -> None:
 def download_rows(registries: Sequence[Registry], workdir: Path, size: int, rounds: int) -> list[Row]:
     """One blob pushed to both, its digest checked once (untimed), then GETs: cold (every blob file of the
     server's storage written back and evicted with ``posix_fadvise(DONTNEED)`` before each GET; filesystem only)
-    and warm (in the page cache)."""
+    and warm (in the page cache). The cold row's kind is ``cold-download`` (a cold read of the disk bounds it)."""
     blob = write_random_blob(workdir / "download", size)
     try:
         for registry in registries:
@@ -86,9 +91,11 @@ def download_rows(registries: Sequence[Registry], workdir: Path, size: int, roun
     rows = []
     label = human_size(size)
     if all(registry.storage is not None for registry in registries):
-        rows.append(
-            run_row(f"blob download {label}, cold cache", "MB/s", True, registries, rounds, workload, None, _drop_cache)
+        cold = run_row(
+            f"blob download {label}, cold cache", "MB/s", True, registries, rounds, workload, None, _drop_cache
         )
+        cold.kind = "cold-download"
+        rows.append(cold)
     warm = run_row(f"blob download {label}, warm cache", "MB/s", True, registries, rounds, workload)
     warm.kind = "warm-download"
     return [*rows, warm]

@@ -1,11 +1,12 @@
 """``python -m bench [--quick] [--s3] [--json FILE] [--markdown FILE]``: the side-by-side run.
 
-Measures the limits, starts both registries (:mod:`.servers`), runs the selected row groups in a fixed order
-(blob rows first, while the storage is small and the page cache is easy to drop; populations before the
-listings; the catalog before the small images add repositories), judges the targets, prints the Markdown report
-and writes the files asked for. Exit status: 0 after a complete run (targets missed or not), 1 when the
-benchmark could not run (one line on stderr), 130 on Ctrl-C. Everything started is stopped by pid and the temp
-dir removed (unless ``--keep``).
+Measures the limits (the disk's too unless ``--s3``), starts both registries (:mod:`.servers`), runs the
+selected row groups in a fixed order (blob rows first, while the storage is small and the page cache is easy to
+drop; populations before the listings; the catalog before the small images add repositories), measures the
+limits again, judges the targets (with the ceilings the limits set), prints the Markdown report and writes the
+files asked for. Exit status: 0 after a complete run (targets missed or not), 1 when the benchmark could not run
+(one line on stderr), 130 on Ctrl-C. Everything started is stopped by pid and the temp dir removed (unless
+``--keep``).
 """
 
 from __future__ import annotations
@@ -48,10 +49,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def measure_limits(plan: Plan, workdir: Path) -> Limits:
-    """SHA-256 on one core and loopback sendfile, now (measured before and after the rows; the best counts)."""
-    print("measuring the limits (SHA-256 on one core, loopback sendfile)", flush=True)
-    return Limits(limits.sha256_mb_s(plan.sha_buffer), limits.sendfile_mb_s(workdir, plan.sendfile_size))
+def measure_limits(plan: Plan, workdir: Path, disk: bool) -> Limits:
+    """The limits, now (measured before and after the rows; the best counts): SHA-256 on one core, loopback
+    sendfile and copy at ``plan.sendfile_size``; with ``disk`` (the registries store on the disk of ``workdir``)
+    also a cold read at the download size and a durable write at each monolithic size with the SHA target."""
+    print("measuring the limits (SHA-256 on one core, loopback sendfile and copy, the disk)", flush=True)
+    cold_read: float | None = None
+    durable_write: dict[int, float] = {}
+    if disk:
+        cold_read = limits.cold_read_mb_s(workdir, plan.download_size)
+        for size, _rounds in plan.monolithic:
+            if size >= plan.sha_target_min_size:
+                durable_write[size] = limits.durable_write_mb_s(workdir, size)
+    return Limits(
+        limits.sha256_mb_s(plan.sha_buffer),
+        limits.sendfile_mb_s(workdir, plan.sendfile_size),
+        limits.copy_mb_s(workdir, plan.sendfile_size),
+        cold_read,
+        durable_write,
+    )
 
 
 def publish(report: Report, args: argparse.Namespace) -> None:
@@ -70,7 +86,7 @@ def run(args: argparse.Namespace) -> Report:
     takes a while); raises :class:`BenchError` when it cannot go on."""
     plan = QUICK if args.quick else FULL
     with work_directory(args.keep) as workdir, ExitStack() as stack:
-        first = measure_limits(plan, workdir)
+        first = measure_limits(plan, workdir, not args.s3)
         registries = start_registries(stack, workdir, args.s3, args.dockyard_arg)
         idle = {registry.name: procstat.rss(registry.pid) for registry in registries}
         command = shlex.join(["dockyard", "serve", *args.dockyard_arg])
@@ -80,7 +96,7 @@ def run(args: argparse.Namespace) -> Report:
         report.rows.extend(blob_rows.rows(registries, plan, workdir, args.groups))
         report.rows.extend(api_rows.rows(registries, plan, args.groups))
         report.rows.extend(image_rows.rows(registries, plan, workdir, args.groups))
-        report.limits = Limits.best(first, measure_limits(plan, workdir))
+        report.limits = Limits.best(first, measure_limits(plan, workdir, not args.s3))
         for row in report.rows:
             judge(row, report.limits)
         publish(report, args)

@@ -1,4 +1,9 @@
-"""The results: a Markdown table (also what the console shows), a JSON document, and the machine description."""
+"""The results: a Markdown table (also what the console shows), a JSON document, and the machine description.
+
+The ``met`` column reads ``met``, ``MISSED``, or ``MISSED (out of reach)`` when a missed check is one that no
+registry could pass on this machine (the row's ceiling, see :mod:`.targets`); the JSON carries each row's
+``ceiling``, ``ceiling_label`` and ``reachable``, and every limit.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,12 @@ import json
 import os
 import platform
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.sidebyside.plan import human_size
 from bench.sidebyside.runner import Row, Side
 from bench.sidebyside.servers import distribution_version
 from bench.sidebyside.targets import Limits
@@ -78,7 +84,7 @@ class Report:
             "date": self.started.isoformat(timespec="seconds"),
             "machine": self.machine,
             "options": self.options,
-            "limits": {"sha256_mb_s": self.limits.sha256_mb_s, "sendfile_mb_s": self.limits.sendfile_mb_s},
+            "limits": asdict(self.limits),  # durable_write_mb_s: by blob size in bytes
             "idle_rss_bytes": self.idle_rss,
             "rows": [_row_json(row) for row in self.rows],
         }
@@ -92,6 +98,9 @@ def _row_json(row: Row) -> dict[str, Any]:
         "ratio": row.ratio,
         "target": row.target,
         "met": row.met,
+        "ceiling": row.ceiling,
+        "ceiling_label": row.ceiling_label,
+        "reachable": row.reachable,
         "servers": {name: side.as_json(row.higher_is_better) for name, side in row.sides.items()},
     }
 
@@ -121,24 +130,44 @@ HEADER = (
 )
 
 
+def verdict(row: Row) -> str:
+    """The ``met`` column: ``met``, ``MISSED``, or ``MISSED (out of reach)`` (no registry could meet it here)."""
+    if row.met:
+        return "met"
+    return "MISSED (out of reach)" if row.reachable is False else "MISSED"
+
+
 def markdown_table(rows: list[Row]) -> str:
     """One line per row; ``⚠`` marks a client above 80% of one core (the load generator may be the limit)."""
     lines = [HEADER, "|" + " --- |" * 10]
     for row in rows:
         dy, ds = row.sides["dockyard"], row.sides["distribution"]
-        verdict = "met" if row.met else "MISSED"
         lines.append(
             f"| {row.name} | {row.unit} | {_cell(dy, row)} | {_cell(ds, row)} | {row.ratio:.2f} | {row.target} | "
-            f"{verdict} | {dy.server_cpu:.1f} / {ds.server_cpu:.1f} | {dy.peak_rss / MiB:.0f} / "
+            f"{verdict(row)} | {dy.server_cpu:.1f} / {ds.server_cpu:.1f} | {dy.peak_rss / MiB:.0f} / "
             f"{ds.peak_rss / MiB:.0f} | {_client(dy)} / {_client(ds)} |"
         )
     return "\n".join(lines)
 
 
+def limits_sentence(limits: Limits) -> str:
+    """The limits, in words, for the report."""
+    parts = [
+        f"SHA-256 on one core {limits.sha256_mb_s:,.0f} MB/s",
+        f"loopback sendfile {limits.sendfile_mb_s:,.0f} MB/s",
+        f"loopback copy (preadv + send, 1 MiB buffer; information only) {limits.copy_mb_s:,.0f} MB/s",
+    ]
+    if limits.cold_read_mb_s is not None:
+        parts.append(f"cold read of the disk {limits.cold_read_mb_s:,.0f} MB/s (the cold download's ceiling)")
+    if limits.durable_write_mb_s:
+        sizes = ", ".join(f"{human_size(size)} {mb_s:,.0f} MB/s" for size, mb_s in limits.durable_write_mb_s.items())
+        parts.append(f"durable write to the disk (write + fsync) {sizes} (the big monolithic uploads' ceilings)")
+    return f"Limits measured in this run (best of before and after the rows): {'; '.join(parts)}."
+
+
 def markdown(report: Report) -> str:
     """The whole Markdown report: date, machine, limits, idle RSS, the table and how to read it."""
     m = report.machine
-    limits = report.limits
     storage = "one moto S3 server" if report.options.get("s3") else "filesystem (fresh temp dirs)"
     idle = " / ".join(f"{report.idle_rss[name] / MiB:.0f}" for name in ("dockyard", "distribution"))
     lines = [
@@ -148,8 +177,7 @@ def markdown(report: Report) -> str:
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB RAM, Linux {m['kernel']}, "
         f"Python {m['python']}, CNCF Distribution {m['distribution']}.",
         "",
-        f"Limits measured in this run (best of before and after the rows): SHA-256 on one core "
-        f"{limits.sha256_mb_s:,.0f} MB/s; loopback sendfile {limits.sendfile_mb_s:,.0f} MB/s. "
+        f"{limits_sentence(report.limits)} "
         f"Idle RSS of the largest process, dockyard / Distribution: {idle} MiB (target: dockyard under 80 MiB "
         f"per worker: {'met' if report.idle_rss['dockyard'] < 80 * MiB else 'MISSED'}).",
         "",
@@ -158,7 +186,10 @@ def markdown(report: Report) -> str:
         "Medians over rounds (nearest rank: of two, the lower); p90 is the slow tail (p90 of latencies, p10 of "
         "throughputs). Load rows add the "
         "p50 / p90 latency of single requests (manifest rows) or image pushes. ratio > 1: dockyard is better. "
-        "Client CPU is the load generator's CPU per wall second (⚠ above 80% of one core: it may be the limit).",
+        "Client CPU is the load generator's CPU per wall second (⚠ above 80% of one core: it may be the limit). "
+        "A target's \"at most Nx here\" is what a registry at the row's ceiling would reach (the best any "
+        "registry could do on this machine, measured in this run); MISSED (out of reach): not even that would "
+        'meet it; "no bound here": a server did better than the ceiling, so it bounds nothing.',
     ]
     return "\n".join(lines) + "\n"
 

@@ -82,9 +82,23 @@ class Side:
         }
 
 
+def relative(value: float, reference: float, higher_is_better: bool) -> float:
+    """``value`` relative to ``reference``, > 1 when ``value`` is better (throughput ratio, or the inverse ratio
+    of latencies)."""
+    if higher_is_better:
+        return value / reference if reference > 0 else float("inf")
+    return reference / value if value > 0 else float("inf")
+
+
 @dataclass
 class Row:
-    """A finished row: ``sides`` by server name; ``target`` is filled in by :mod:`.targets`."""
+    """A finished row: ``sides`` by server name; ``target``, ``met`` and ``reachable`` are filled in by
+    :mod:`.targets`, which also sets ``ceiling`` from the limits for the rows a measured limit bounds.
+
+    ``ceiling`` (in the row's unit) is the best value any registry could reach in this row on this machine,
+    measured in the same run (e.g. a cold read of the disk, or skopeo's own time without a registry), and
+    ``ceiling_label`` says what it is, with its value; :attr:`ceiling_holds` tells whether the servers' medians
+    leave it standing."""
 
     name: str
     unit: str
@@ -92,18 +106,34 @@ class Row:
     sides: dict[str, Side]
     kind: str = "ratio"  # which targets apply: see targets.judge
     baseline: float | None = None  # kind "scale": dockyard's median of the same request on a small population
+    size: int | None = None  # blob rows: the blob's size in bytes (size-dependent limits are looked up at it)
+    ceiling: float | None = None
+    ceiling_label: str = ""
     target: str = ""
     met: bool | None = None
+    reachable: bool | None = None  # None: no ceiling that holds; False: some missed check is out of reach here
     note: str = ""
 
     @property
     def ratio(self) -> float:
         """dockyard relative to Distribution, > 1 when dockyard is better (throughput ratio, or the inverse
         ratio of latencies)."""
-        dock, dist = self.sides["dockyard"].median(), self.sides["distribution"].median()
-        if self.higher_is_better:
-            return dock / dist if dist > 0 else float("inf")
-        return dist / dock if dock > 0 else float("inf")
+        return relative(self.sides["dockyard"].median(), self.sides["distribution"].median(), self.higher_is_better)
+
+    @property
+    def ceiling_holds(self) -> bool:
+        """Whether ``ceiling`` bounds the row at all: it is set and no server's median is better (a server that
+        did better shows it is no bound: a noisy measurement, or a ceiling that does more work than the row)."""
+        if self.ceiling is None:
+            return False
+        return all(relative(side.median(), self.ceiling, self.higher_is_better) <= 1.0 for side in self.sides.values())
+
+    @property
+    def best_ratio(self) -> float | None:
+        """The ratio a registry reaching ``ceiling`` would have against Distribution (None without a ceiling)."""
+        if self.ceiling is None:
+            return None
+        return relative(self.ceiling, self.sides["distribution"].median(), self.higher_is_better)
 
 
 def _measure(registry: Registry, workload: Workload, round_index: int, side: Side) -> None:
