@@ -7,10 +7,8 @@ completes), their digest is verified, they become the blob (:meth:`BlobStore.pub
 cheap, else a pointer, never a copy), the repository link is written, the session record is removed.
 A reader therefore never sees a partial or unverified blob, and a digest mismatch keeps nothing.
 
-The running SHA-256 of a session is kept in the process its bytes arrive in, from the first byte on, whichever
-process started the session (docker and skopeo often send the POST and the PATCH on different connections, so to
-different ``--workers``); when the bytes of one session arrived in several processes (or the server restarted in
-between) they are re-read once at the end to verify them.
+The running SHA-256 of a session is kept in this process while its chunks arrive here; when a session
+moved between processes (or the server restarted) the bytes are re-read once at the end to verify them.
 """
 
 from __future__ import annotations
@@ -74,12 +72,6 @@ async def _store_piece(writer: Writer, hasher: Any, piece: bytes) -> None:
         await asyncio.gather(asyncio.to_thread(hasher.update, piece), writer.write(piece))
 
 
-def _new_hasher() -> Any:
-    """The running hash of a session's bytes: SHA-256, the digest of nearly every blob (another algorithm named at
-    the end is checked by re-reading the bytes)."""
-    return Digest.of(b"").hasher()
-
-
 def _unknown(upload_id: str) -> RegistryError:
     return RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id[:64]!r} unknown", {"uuid": upload_id[:64]})
 
@@ -120,7 +112,8 @@ class UploadStore:
         """Open a new session in repository ``name``; returns its id."""
         upload_id = str(uuid.uuid4())
         await self.driver.put_content(key("upload_started", name=name, upload=upload_id), f"{time.time():.6f}".encode())
-        self._session(upload_id).hasher = _new_hasher()
+        session = self._session(upload_id)
+        session.hasher = Digest.of(b"").hasher()
         return upload_id
 
     async def check(self, name: str, upload_id: str) -> None:
@@ -186,8 +179,6 @@ class UploadStore:
             )
         if session.offset != writer.size:
             session.hasher = None  # bytes arrived elsewhere: verify by re-reading at the end
-        if session.hasher is None and writer.size == 0:
-            session.hasher = _new_hasher()  # nothing received yet: the running hash starts here, whoever started it
         in_flight: asyncio.Future[Any] | None = None
         try:
             async for piece in buffered(body):  # the next piece arrives while the previous one is stored

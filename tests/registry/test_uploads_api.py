@@ -241,37 +241,3 @@ async def test_a_request_that_waited_for_the_session_finds_it_finished() -> None
 async def _chunks(*pieces: bytes) -> AsyncIterator[bytes]:
     for piece in pieces:
         yield piece
-
-
-class _CountingReads(MemoryDriver):
-    """A memory driver that counts the reads of a key's whole content (the re-reading of an upload's bytes)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads: list[str] = []
-
-    def reader(self, path: str, offset: int = 0) -> AsyncIterator[bytes]:
-        self.reads.append(path)
-        return super().reader(path, offset)
-
-
-async def test_a_session_started_by_another_process_is_hashed_as_its_bytes_arrive() -> None:
-    """docker and skopeo often POST on one connection and PATCH on another, so under ``--workers`` the bytes arrive
-    in a process that did not start the session: it hashes them from the first byte, and the final PUT there
-    needs no re-reading. Bytes that arrived in two processes are re-read once, and the digest is still checked."""
-    driver = _CountingReads()
-    starter, receiver = Store.build(driver), Store.build(driver)  # two processes over one storage
-    blob = Digest.of(DATA)
-    upload_id = await starter.uploads.start("lib/app")
-    assert await receiver.uploads.append("lib/app", upload_id, _chunks(DATA[:6000], DATA[6000:])) == len(DATA)
-    assert await receiver.uploads.finish("lib/app", upload_id, blob, None) == len(DATA)
-    assert driver.reads == []
-    assert await receiver.blobs.linked("lib/app", blob) is not None
-
-    split = await starter.uploads.start("lib/app")
-    await receiver.uploads.append("lib/app", split, _chunks(DATA[:4000]))
-    await starter.uploads.append("lib/app", split, _chunks(DATA[4000:]))  # the rest arrives in the other one
-    with pytest.raises(RegistryError) as raised:
-        await starter.uploads.finish("lib/app", split, Digest.of(DATA[:-1] + b"x"), None)
-    assert raised.value.code is ErrorCode.DIGEST_INVALID
-    assert len(driver.reads) == 1  # re-read once to check the digest
