@@ -1,4 +1,4 @@
-"""Blob responses: a local file copied through one reused buffer, any other backend streamed in chunks.
+"""Blob responses: a local file copied through one reused buffer, any other backend (or TLS) streamed in chunks.
 
 Memory stays flat whatever the blob size: one :data:`COPY_BUFFER` per response on the filesystem driver, bounded
 chunks on the others.
@@ -80,6 +80,16 @@ def read_cached(fd: int, view: memoryview, offset: int) -> int:
     return 0
 
 
+def _plain_socket(transport: asyncio.BaseTransport | None) -> bool:
+    """Whether ``transport`` writes straight to a TCP socket (not through TLS, whose transport buffers differently:
+    a TLS download is streamed in chunks)."""
+    return (
+        isinstance(transport, asyncio.WriteTransport)
+        and transport.get_extra_info("socket") is not None
+        and transport.get_extra_info("sslcontext") is None
+    )
+
+
 class ShortBlob(OSError):
     """A stored blob file ended before the size its link promised (the response is cut and the connection closed)."""
 
@@ -103,7 +113,8 @@ class BlobResponse(web.StreamResponse):
             return writer
         local = self._driver.local_path(self._key)
         transport = request.transport
-        if local is not None and isinstance(transport, asyncio.WriteTransport):
+        if local is not None and _plain_socket(transport):
+            assert isinstance(transport, asyncio.WriteTransport)
             await self._copy(writer, transport, os.fspath(local))
         else:
             await self._stream(writer, transport)
@@ -113,23 +124,29 @@ class BlobResponse(web.StreamResponse):
     async def _copy(self, writer: AbstractStreamWriter, transport: asyncio.WriteTransport, path: str) -> None:
         """Read a piece into the buffer, hand it to the transport, wait until the kernel has taken all of it (the
         transport may keep a view of the buffer until then, Python 3.12+), then reuse the buffer."""
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         low, high = transport.get_write_buffer_limits()
         transport.set_write_buffer_limits(high=0)  # drain() waits until the transport's buffer is empty
-        view = memoryview(bytearray(min(COPY_BUFFER, self._count)))
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        reading: asyncio.Future[int] | None = None
         try:
+            view = memoryview(bytearray(min(COPY_BUFFER, self._count)))
             offset, end = self._offset, self._offset + self._count
             while offset < end:
                 piece = view[: end - offset]
-                read = read_cached(fd, piece, offset) or await asyncio.to_thread(os.preadv, fd, [piece], offset)
+                if not (read := read_cached(fd, piece, offset)):
+                    reading = asyncio.get_running_loop().run_in_executor(None, os.preadv, fd, [piece], offset)
+                    read = await asyncio.shield(reading)  # a cancelled request leaves the read running
                 if read == 0:
                     raise ShortBlob(f"{path} ends at {offset} bytes, {end} expected")
                 await writer.write(piece[:read])
                 await writer.drain()
                 offset += read
         finally:
-            os.close(fd)
             transport.set_write_buffer_limits(high=high, low=low)
+            if reading is not None and not reading.done():  # cancelled while a thread reads: it closes the fd
+                reading.add_done_callback(lambda _: os.close(fd))
+            else:
+                os.close(fd)
 
     async def _stream(self, writer: AbstractStreamWriter, transport: asyncio.BaseTransport | None = None) -> None:
         if isinstance(transport, asyncio.WriteTransport):

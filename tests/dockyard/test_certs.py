@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import ssl
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 from cryptography import x509
 
 from dockyard.certs import certs
+from registry.blobresponse import COPY_BUFFER
 from tests.support.server import free_port, run_dockyard, stop_process
 
 
@@ -62,6 +64,19 @@ def wait_https(url: str, ca: Path, process: subprocess.Popen[bytes], timeout: fl
             time.sleep(0.1)
 
 
+def _blob_round_trip(url: str, ca: Path) -> None:
+    """A blob of several copy pieces (registry.blobresponse) comes back whole, and a range of it, over TLS."""
+    data = os.urandom(2 * COPY_BUFFER + 12345)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    pushed = requests.post(f"{url}/v2/tls/blob/blobs/uploads/?digest={digest}", data=data, verify=ca, timeout=30)
+    assert pushed.status_code == 201
+    assert requests.get(f"{url}/v2/tls/blob/blobs/{digest}", verify=ca, timeout=30).content == data
+    span = {"Range": f"bytes={COPY_BUFFER - 2}-{COPY_BUFFER + 2}"}
+    ranged = requests.get(f"{url}/v2/tls/blob/blobs/{digest}", headers=span, verify=ca, timeout=30)
+    assert ranged.status_code == 206
+    assert ranged.content == data[COPY_BUFFER - 2 : COPY_BUFFER + 3]
+
+
 def test_serve_speaks_tls_with_the_generated_pair(tmp_path: Path) -> None:
     made = run_dockyard("certs", "selfsigned", "--host", "127.0.0.1", "--out", str(tmp_path / "tls"))
     assert made.returncode == 0, made.stderr
@@ -84,8 +99,10 @@ def test_serve_speaks_tls_with_the_generated_pair(tmp_path: Path) -> None:
     with (tmp_path / "serve.log").open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        resp = wait_https(f"https://127.0.0.1:{port}/v2/", tmp_path / "tls" / "cert.pem", process)
+        ca = tmp_path / "tls" / "cert.pem"
+        resp = wait_https(f"https://127.0.0.1:{port}/v2/", ca, process)
         assert resp.status_code == 200
+        _blob_round_trip(f"https://127.0.0.1:{port}", ca)
         with pytest.raises(requests.exceptions.SSLError):  # not trusted without the certificate
             requests.get(f"https://127.0.0.1:{port}/v2/", timeout=5)
     finally:
