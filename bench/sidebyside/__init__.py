@@ -13,11 +13,11 @@ Modules, from the bottom up:
 - :mod:`.targets` — the issue's targets judged per row; :mod:`.report` — the Markdown table and the JSON document;
 - :mod:`.cli` — the command line.
 
-Ceilings: a row that no registry could meet on this machine says so, with a number measured in the same run, so
-that "dockyard could do better" reads apart from "no server could". A row's ``ceiling`` is the best value any
-registry could reach in it: the cold read of the disk for the cold download, the durable write (write + fsync)
-for the monolithic uploads with the SHA-256 target, skopeo's own ``oci:`` to ``oci:`` copy (no registry) for the
-skopeo pull. :func:`.targets.judge` turns it into the best ratio possible against Distribution; a missed check
-that even that would miss is ``out of reach`` (``row.reachable`` False, ``MISSED (out of reach)`` in the table);
-a ceiling that either server beat bounds nothing and judges nothing.
+Ceilings: a row that no registry could meet on this machine says so, with a number measured in the same run, so that
+"dockyard could do better" reads apart from "no server could". A row's ``ceiling`` is the best value any registry could
+reach in it: the cold read of the disk for the cold download, the durable write (write + fsync) for the monolithic
+uploads with the SHA-256 target (skopeo's own ``oci:`` to ``oci:`` copy was tried for the skopeo pull and dropped: it is
+slower than a pull, see :mod:`.image_rows`). :func:`.targets.judge` turns it into the best ratio possible against
+Distribution; a missed check that even that would miss is ``out of reach`` (``row.reachable`` False, ``MISSED (out of
+reach)`` in the table); a ceiling that either server beat bounds nothing and judges nothing.
 """

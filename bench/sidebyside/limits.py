@@ -7,9 +7,9 @@
   buffer and sends it with ``sendall`` (how dockyard serves a local blob; information only, no target uses it);
 - cold read of the disk: :func:`os.preadv` of a file written back and evicted from the page cache with
   ``posix_fadvise(DONTNEED)``, into one reused 1 MiB buffer (the ceiling of a download with a cold cache);
-- durable write to the disk: 1 MiB ``write`` calls of one reused buffer into a new file, then :func:`os.fsync`,
-  open to fsync (the ceiling of a monolithic upload that makes the blob durable before it answers, receiving and
-  hashing left out).
+- durable write to the disk: 1 MiB ``write`` calls of one reused buffer into a new file, then :func:`os.fsync`, open to
+  fsync, with and without early write-back (the better counts) (the ceiling of a monolithic upload that makes the blob
+  durable before it answers, receiving and hashing left out).
 
 The files live in the run's work dir, on the filesystem of the servers' storage. Each function returns MB/s
 (10^6 bytes per second), the best of ``repeats`` runs.
@@ -24,6 +24,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from storage.writeback import WRITEBACK_STEP, start_writeback
 
 RECV_BUFFER = 4 << 20
 PIECE = 1 << 20
@@ -42,15 +44,18 @@ def sha256_mb_s(size: int, repeats: int = 3) -> float:
     return size / 1e6 / best
 
 
-def _write_file(path: Path, size: int) -> float:
+def _write_file(path: Path, size: int, early_writeback: bool = False) -> float:
     """Write ``size`` bytes to a new file at ``path`` in 1 MiB pieces of one random buffer, then fsync; the
-    seconds from open to the end of the fsync."""
+    seconds from open to the end of the fsync. With ``early_writeback``, the disk is asked to start writing every
+    :data:`~storage.writeback.WRITEBACK_STEP` bytes as they are written (what dockyard's writer does)."""
     piece = memoryview(os.urandom(PIECE))
     start = time.perf_counter()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         for offset in range(0, size, PIECE):
             os.write(fd, piece[: min(PIECE, size - offset)])
+            if early_writeback and (offset + PIECE) % WRITEBACK_STEP == 0:
+                start_writeback(fd, offset + PIECE - WRITEBACK_STEP, WRITEBACK_STEP)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -153,12 +158,15 @@ def cold_read_mb_s(workdir: Path, size: int, repeats: int = 3) -> float:
 
 def durable_write_mb_s(workdir: Path, size: int, repeats: int = 2) -> float:
     """Throughput of writing ``size`` bytes to a new file and fsyncing it (open to fsync): what a monolithic
-    upload that makes the blob durable before answering can reach at best, receiving and hashing left out."""
+    upload that makes the blob durable before answering can reach at best, receiving and hashing left out. The
+    best of writing everything before one fsync and of starting the write-back early (either can win: on this
+    machine's disk early write-back is faster up to a few hundred MiB and slower beyond)."""
     path = workdir / "durable-write-limit.bin"
     best = float("inf")
     for _ in range(repeats):
-        try:
-            best = min(best, _write_file(path, size))
-        finally:
-            path.unlink(missing_ok=True)
+        for early in (False, True):
+            try:
+                best = min(best, _write_file(path, size, early))
+            finally:
+                path.unlink(missing_ok=True)
     return size / 1e6 / best

@@ -96,7 +96,7 @@ class Row:
     :mod:`.targets`, which also sets ``ceiling`` from the limits for the rows a measured limit bounds.
 
     ``ceiling`` (in the row's unit) is the best value any registry could reach in this row on this machine,
-    measured in the same run (e.g. a cold read of the disk, or skopeo's own time without a registry), and
+    measured in the same run (e.g. a cold read of the disk), and
     ``ceiling_label`` says what it is, with its value; :attr:`ceiling_holds` tells whether the servers' medians
     leave it standing."""
 
