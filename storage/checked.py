@@ -17,6 +17,7 @@ class Checked:
         self.inner = inner
         self.name = inner.name
         self.moves_are_cheap = inner.moves_are_cheap
+        self.appends_in_place = inner.appends_in_place
 
     def _c(self, path: str) -> str:
         return check_path(path, self.name)

@@ -35,7 +35,9 @@ class Writer(Protocol):
 
     @property
     def size(self) -> int:
-        """Bytes in the file so far, including those of earlier writers when appending."""
+        """Bytes in the file so far, including those of earlier writers when appending. After :meth:`close` or
+        :meth:`commit` of a driver whose writers append in place (``appends_in_place``), the stored content's
+        size, bytes that other writers appended meanwhile included."""
         ...
 
     async def write(self, data: bytes) -> None:
@@ -63,6 +65,11 @@ class StorageDriver(Protocol):
     name: str
     moves_are_cheap: bool
     """True when :meth:`move` renames in O(1); False when it copies the bytes (S3): callers then avoid it."""
+    appends_in_place: bool
+    """True when a writer opened to append adds its bytes to the stored content as it writes them, so the bytes of
+    writers of one key at the same time all land, and a writer's size after it closes tells whether another one
+    wrote (the filesystem); False when a writer's close or commit replaces the content with what it opened plus its
+    own bytes, the last one winning (S3, memory)."""
 
     async def get_content(self, path: str) -> bytes:
         """The whole content of a (small) file."""

@@ -242,6 +242,7 @@ class FilesystemWriter:
             with self._lock:
                 try:
                     fd = self._flush()
+                    self._size = os.fstat(fd).st_size  # others' appends included (appends_in_place)
                     if durable:
                         os.fsync(fd)
                     else:  # e.g. one chunk of an upload: its bytes go to disk while the next chunks arrive
@@ -299,6 +300,7 @@ class FilesystemDriver:
 
     name = "filesystem"
     moves_are_cheap = True
+    appends_in_place = True
 
     def __init__(self, root: Path, fsync_puts: bool = False) -> None:
         self.root = root.resolve()

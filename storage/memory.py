@@ -51,6 +51,7 @@ class MemoryDriver:
 
     name = "memory"
     moves_are_cheap = True
+    appends_in_place = False
 
     def __init__(self) -> None:
         self.files: dict[str, tuple[bytes, float]] = {}

@@ -83,6 +83,7 @@ class S3Driver:
 
     name = "s3"
     moves_are_cheap = False
+    appends_in_place = False
 
     def __init__(self, config: S3Settings) -> None:
         self.config = config

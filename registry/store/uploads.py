@@ -7,8 +7,12 @@ completes), their digest is verified, they become the blob (:meth:`BlobStore.pub
 cheap, else a pointer, never a copy), the repository link is written, the session record is removed.
 A reader therefore never sees a partial or unverified blob, and a digest mismatch keeps nothing.
 
-The running SHA-256 of a session is kept in this process while its chunks arrive here; when a session
-moved between processes (or the server restarted) the bytes are re-read once at the end to verify them.
+The running SHA-256 of a session is kept in the process its bytes arrive in: the one that started the session,
+or on a driver whose writers append in place (the filesystem) any process that receives its first byte (docker
+and skopeo often send the POST and the PATCH on different connections, so to different ``--workers``). When the
+bytes of one session arrived in several processes, or the stored size after a request is not what that request
+left (two processes appending at once), or the server restarted in between, they are re-read once at the end to
+verify them. Where writers replace the content they opened (S3), only the starting process trusts its hash.
 """
 
 from __future__ import annotations
@@ -72,6 +76,12 @@ async def _store_piece(writer: Writer, hasher: Any, piece: bytes) -> None:
         await asyncio.gather(asyncio.to_thread(hasher.update, piece), writer.write(piece))
 
 
+def _new_hasher() -> Any:
+    """The running hash of a session's bytes: SHA-256, the digest of nearly every blob (another algorithm named at
+    the end is checked by re-reading the bytes)."""
+    return Digest.of(b"").hasher()
+
+
 def _unknown(upload_id: str) -> RegistryError:
     return RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id[:64]!r} unknown", {"uuid": upload_id[:64]})
 
@@ -112,8 +122,7 @@ class UploadStore:
         """Open a new session in repository ``name``; returns its id."""
         upload_id = str(uuid.uuid4())
         await self.driver.put_content(key("upload_started", name=name, upload=upload_id), f"{time.time():.6f}".encode())
-        session = self._session(upload_id)
-        session.hasher = Digest.of(b"").hasher()
+        self._session(upload_id).hasher = _new_hasher()
         return upload_id
 
     async def check(self, name: str, upload_id: str) -> None:
@@ -179,6 +188,8 @@ class UploadStore:
             )
         if session.offset != writer.size:
             session.hasher = None  # bytes arrived elsewhere: verify by re-reading at the end
+        if session.hasher is None and writer.size == 0 and self.driver.appends_in_place:
+            session.hasher = _new_hasher()  # nothing received yet: the running hash starts here, whoever started it
         in_flight: asyncio.Future[Any] | None = None
         try:
             async for piece in buffered(body):  # the next piece arrives while the previous one is stored
@@ -193,8 +204,10 @@ class UploadStore:
             session.hasher, session.offset = None, -1
             await writer.close()
             raise
-        session.offset = writer.size
+        session.offset = mine = writer.size
         await (writer.commit() if commit else writer.close())
+        if self.driver.appends_in_place and writer.size != mine:  # another process appended meanwhile (a
+            session.hasher, session.offset = None, writer.size  # misbehaving client): verify by re-reading
         return session.offset
 
     async def finish(self, name: str, upload_id: str, digest: Digest, body: AsyncIterator[bytes] | None) -> int:

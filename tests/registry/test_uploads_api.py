@@ -15,6 +15,7 @@ from registry.config import Settings
 from registry.errors import ErrorCode, RegistryError
 from registry.reference import Digest
 from registry.store import Store
+from storage.filesystem import FilesystemDriver
 from storage.memory import MemoryDriver
 from tests.registry.conftest import Client, ClientFactory
 from tests.support.oci import digest, error_code, push_blob
@@ -241,3 +242,77 @@ async def test_a_request_that_waited_for_the_session_finds_it_finished() -> None
 async def _chunks(*pieces: bytes) -> AsyncIterator[bytes]:
     for piece in pieces:
         yield piece
+
+
+class _CountingFilesystem(FilesystemDriver):
+    """A filesystem driver that counts the reads of a key's whole content (the re-reading of an upload's bytes)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads: list[str] = []
+
+    def reader(self, path: str, offset: int = 0) -> AsyncIterator[bytes]:
+        self.reads.append(path)
+        return super().reader(path, offset)
+
+
+async def test_a_session_started_by_another_process_is_hashed_as_its_bytes_arrive(tmp_path: Path) -> None:
+    """docker and skopeo often POST on one connection and PATCH on another, so under ``--workers`` the bytes arrive
+    in a process that did not start the session: where writers append in place (the filesystem) it hashes them
+    from the first byte, and the final PUT there needs no re-reading. Bytes that arrived in two processes are
+    re-read once, and the digest is still checked."""
+    driver = _CountingFilesystem(tmp_path / "data")
+    starter, receiver = Store.build(driver), Store.build(driver)  # two processes over one storage
+    blob = Digest.of(DATA)
+    upload_id = await starter.uploads.start("lib/app")
+    assert await receiver.uploads.append("lib/app", upload_id, _chunks(DATA[:6000], DATA[6000:])) == len(DATA)
+    assert await receiver.uploads.finish("lib/app", upload_id, blob, None) == len(DATA)
+    assert driver.reads == []
+    assert await receiver.blobs.linked("lib/app", blob) is not None
+
+    split = await starter.uploads.start("lib/app")
+    await receiver.uploads.append("lib/app", split, _chunks(DATA[:4000]))
+    await starter.uploads.append("lib/app", split, _chunks(DATA[4000:]))  # the rest arrives in the other one
+    with pytest.raises(RegistryError) as raised:
+        await starter.uploads.finish("lib/app", split, Digest.of(DATA[:-1] + b"x"), None)
+    assert raised.value.code is ErrorCode.DIGEST_INVALID
+    assert len(driver.reads) == 1  # re-read once to check the digest
+
+
+async def test_where_writers_replace_content_only_the_starting_process_trusts_its_hash() -> None:
+    """On S3 (and in memory) two writers of one session at once both start from the same content and the last
+    one's bytes win with the same size, so a process that did not start the session re-reads the bytes."""
+    driver = MemoryDriver()
+    starter, receiver = Store.build(driver), Store.build(driver)
+    reads: list[str] = []
+    plain_reader = driver.reader
+    driver.reader = lambda path, offset=0: reads.append(path) or plain_reader(path, offset)  # type: ignore[method-assign]
+    upload_id = await starter.uploads.start("lib/app")
+    await receiver.uploads.append("lib/app", upload_id, _chunks(DATA))
+    assert await receiver.uploads.finish("lib/app", upload_id, Digest.of(DATA), None) == len(DATA)
+    assert len(reads) == 1
+
+
+async def test_bytes_another_process_appends_during_a_put_are_verified(tmp_path: Path) -> None:
+    """A misbehaving client sends a PATCH to one worker while its final PUT with a body is still arriving at
+    another: the PUT's writer finds more bytes in the file than it wrote, so its running hash is not trusted
+    and the digest it names (of its own bytes only) is refused; nothing is published."""
+    driver = FilesystemDriver(tmp_path / "data")
+    putter, patcher = Store.build(driver), Store.build(driver)
+    upload_id = await putter.uploads.start("lib/app")
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield DATA[:4000]
+        arrived.set()
+        await release.wait()
+
+    own = Digest.of(DATA[:4000])
+    put = asyncio.ensure_future(putter.uploads.finish("lib/app", upload_id, own, slow_body()))
+    await arrived.wait()
+    await patcher.uploads.append("lib/app", upload_id, _chunks(DATA[4000:]))  # lands in the file meanwhile
+    release.set()
+    with pytest.raises(RegistryError) as raised:
+        await put
+    assert raised.value.code is ErrorCode.DIGEST_INVALID
+    assert await putter.blobs.linked("lib/app", own) is None

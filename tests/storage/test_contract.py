@@ -224,3 +224,21 @@ async def test_cancel_after_close_removes_everything(driver: StorageDriver) -> N
         await driver.stat("/gone/data")
     with pytest.raises(PathNotFound):
         await driver.list("/gone")
+
+
+async def test_two_appending_writers_of_one_key(driver: StorageDriver) -> None:
+    """``appends_in_place``: on such a driver both writers' bytes land and each one's size after closing counts
+    the other's; elsewhere the last writer to close replaces the content with what it opened plus its own."""
+    first, second = await driver.writer("/two/data"), await driver.writer("/two/data", append=True)
+    await first.write(b"a" * 5000)
+    await second.write(b"b" * 3000)
+    await first.close()
+    await second.close()
+    final = await driver.writer("/two/data", append=True)
+    await final.commit()
+    stored = await read_all(driver, "/two/data")
+    if driver.appends_in_place:
+        assert sorted(stored) == sorted(b"a" * 5000 + b"b" * 3000)
+        assert second.size == len(stored) == 8000
+    else:
+        assert stored == b"b" * 3000  # the last one wins
