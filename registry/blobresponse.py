@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import suppress
+from typing import TypeGuard
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -80,7 +81,7 @@ def read_cached(fd: int, view: memoryview, offset: int) -> int:
     return 0
 
 
-def _plain_socket(transport: asyncio.BaseTransport | None) -> bool:
+def _plain_socket(transport: asyncio.BaseTransport | None) -> TypeGuard[asyncio.WriteTransport]:
     """Whether ``transport`` writes straight to a TCP socket (not through TLS, whose transport buffers differently:
     a TLS download is streamed in chunks)."""
     return (
@@ -114,7 +115,6 @@ class BlobResponse(web.StreamResponse):
         local = self._driver.local_path(self._key)
         transport = request.transport
         if local is not None and _plain_socket(transport):
-            assert isinstance(transport, asyncio.WriteTransport)
             await self._copy(writer, transport, os.fspath(local))
         else:
             await self._stream(writer, transport)

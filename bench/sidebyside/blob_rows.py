@@ -106,7 +106,7 @@ def rows(registries: Sequence[Registry], plan: Plan, workdir: Path, groups: set[
     result: list[Row] = []
     if "upload" in groups:
         for size, rounds in plan.monolithic:
-            result.append(monolithic_row(registries, workdir, size, rounds, size >= plan.sha_target_min_size))
+            result.append(monolithic_row(registries, workdir, size, rounds, plan.has_sha_target(size)))
     if "chunked" in groups:
         result.append(chunked_row(registries, workdir, plan.chunked_size, plan.chunk_size, plan.chunked_rounds))
     if "download" in groups:

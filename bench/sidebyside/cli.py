@@ -59,7 +59,7 @@ def measure_limits(plan: Plan, workdir: Path, disk: bool) -> Limits:
     if disk:
         cold_read = limits.cold_read_mb_s(workdir, plan.download_size)
         for size, _rounds in plan.monolithic:
-            if size >= plan.sha_target_min_size:
+            if plan.has_sha_target(size):
                 durable_write[size] = limits.durable_write_mb_s(workdir, size)
     return Limits(
         limits.sha256_mb_s(plan.sha_buffer),

@@ -39,23 +39,11 @@ def _skopeo(workdir: Path) -> tuple[Skopeo, ToolHome]:
 
 
 def skopeo_rows(registries: Sequence[Registry], plan: Plan, workdir: Path) -> list[Row]:
-    """``skopeo copy oci:... docker://...`` of a fresh image per round, then ``docker://... oci:NEWDIR`` of it.
-
-    No ceiling: skopeo's own time without a registry (``oci:`` to ``oci:``) was measured, and is slower than a pull
-    from either registry (skopeo reads an ``oci:`` layout one blob at a time, a registry's layers in parallel), so
-    it bounds nothing (``bench/RESULTS.md``)."""
+    """``skopeo copy oci:... docker://...`` of a fresh image per round, then ``docker://... oci:NEWDIR`` of it."""
     skopeo, home = _skopeo(workdir)
     factory = ImageFactory(workdir / "oci-images")
     images: dict[int, Image] = {}
     run_id = uuid.uuid4().hex[:8]
-
-    def copy_to_new_dir(source: str, target: Path) -> float:
-        """The seconds of ``skopeo copy source oci:target:latest``; the copy is removed."""
-        start = time.perf_counter()
-        skopeo.copy(source, f"oci:{target}:latest")
-        seconds = time.perf_counter() - start
-        shutil.rmtree(target)
-        return seconds
 
     def build(round_index: int) -> None:
         layers = [
@@ -70,16 +58,21 @@ def skopeo_rows(registries: Sequence[Registry], plan: Plan, workdir: Path) -> li
         return Measurement(time.perf_counter() - start)
 
     def pull(registry: Registry, round_index: int) -> Measurement:
-        source = f"docker://{registry.host}/bench/skopeo-{round_index}:latest"
-        return Measurement(copy_to_new_dir(source, workdir / f"pulled-{registry.name}-{round_index}"))
+        target = workdir / f"pulled-{registry.name}-{round_index}"
+        start = time.perf_counter()
+        skopeo.copy(f"docker://{registry.host}/bench/skopeo-{round_index}:latest", f"oci:{target}:latest")
+        seconds = time.perf_counter() - start
+        shutil.rmtree(target)
+        return Measurement(seconds)
 
     label = f"{plan.skopeo_layers} x {human_size(plan.skopeo_layer_size)} layers"
     try:
-        push_row = run_row(f"skopeo copy push, {label}", "s", False, registries, plan.skopeo_rounds, push, build)
-        pull_row = run_row(f"skopeo copy pull, {label}", "s", False, registries, plan.skopeo_rounds, pull)
+        return [
+            run_row(f"skopeo copy push, {label}", "s", False, registries, plan.skopeo_rounds, push, build),
+            run_row(f"skopeo copy pull, {label}", "s", False, registries, plan.skopeo_rounds, pull),
+        ]
     finally:
         home.cleanup()
-    return [push_row, pull_row]
 
 
 def small_images_row(registries: Sequence[Registry], plan: Plan) -> Row:

@@ -36,6 +36,11 @@ class Plan:
     sha_buffer: int
     sendfile_size: int
 
+    def has_sha_target(self, size: int) -> bool:
+        """Whether a monolithic upload of ``size`` bytes also has the 60%-of-SHA-256 target (and so a durable-write
+        ceiling)."""
+        return size >= self.sha_target_min_size
+
 
 FULL = Plan(
     monolithic=((MiB, 60), (100 * MiB, 5), (GiB, 2)),

@@ -1,6 +1,6 @@
 """The results: a Markdown table (also what the console shows), a JSON document, and the machine description.
 
-The ``met`` column reads ``met``, ``MISSED``, or ``MISSED (out of reach)`` when a missed check is one that no
+The ``met`` column reads ``met``, ``MISSED``, or ``MISSED (out of reach)`` when every missed check is one that no
 registry could pass on this machine (the row's ceiling, see :mod:`.targets`); the JSON carries each row's
 ``ceiling``, ``ceiling_label`` and ``reachable``, and every limit.
 """

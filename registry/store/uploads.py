@@ -206,8 +206,9 @@ class UploadStore:
             raise
         session.offset = mine = writer.size
         await (writer.commit() if commit else writer.close())
-        if self.driver.appends_in_place and writer.size != mine:  # another process appended meanwhile (a
-            session.hasher, session.offset = None, writer.size  # misbehaving client): verify by re-reading
+        if self.driver.appends_in_place and writer.size != mine:
+            # another process appended meanwhile (a misbehaving client): verify by re-reading at the end
+            session.hasher, session.offset = None, writer.size
         return session.offset
 
     async def finish(self, name: str, upload_id: str, digest: Digest, body: AsyncIterator[bytes] | None) -> int:
