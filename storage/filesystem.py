@@ -1,11 +1,15 @@
 """The filesystem driver: keys map to files below a root directory.
 
-Blocking calls run in worker threads so the event loop never waits on the disk, except a ``stat`` (of
-:meth:`FilesystemDriver.stat` and of the small-file cache, :mod:`storage.smallfiles`): on a local disk it takes
-microseconds, less than handing it to a thread and back (the registry stats a few files in every request, many
-in a push). Whole-file writes go to a
-temporary sibling (a name outside the key grammar, so listings never show it) and are renamed into place; one left
-by a killed process is removed by :func:`purge_temporaries`, which garbage collection runs.
+Reading and writing file content runs in worker threads, so the event loop never waits for the disk's data.
+Metadata calls run on the calling thread: a ``stat`` (of :meth:`FilesystemDriver.stat` and of the small-file cache,
+:mod:`storage.smallfiles`), the rename of :meth:`~FilesystemDriver.move`, the unlink of
+:meth:`~FilesystemDriver.delete_record`, and the write of a small record by :meth:`~FilesystemDriver.put_content`
+(without ``fsync_puts``: into the page cache). On a local disk each takes microseconds to a fraction of a millisecond
+(creating an inode measured 10-250 us here), no more than handing it to a thread and back (130-160 us measured
+here, ``bench/RESULTS.md``), and the registry makes several per request (stats in every one; a blob upload's
+final PUT renames, links and unlinks). Whole-file writes go to a temporary sibling (a name outside the key grammar,
+so listings never show it) and are renamed into place; one left by a killed process is removed by
+:func:`purge_temporaries`, which garbage collection runs.
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ T = TypeVar("T")
 READ_CHUNK = 1 << 20
 PATHS_REMEMBERED = 4096
 _IOV_MAX = os.sysconf("SC_IOV_MAX")  # buffers per writev (1024 on Linux)
-WRITE_AT_ONCE = 1 << 20
+WRITE_AT_ONCE = 256 << 10
 """A writer keeps smaller writes in memory until this many bytes are pending (see :class:`FilesystemWriter`)."""
+INLINE_PUT = 64 << 10
+""":meth:`FilesystemDriver.put_content` writes content up to this size on the calling thread (see the module)."""
 _TMP_MARK = "~tmp~"
 _TMP_SEQUENCE = itertools.count()  # with the pid: a temporary name no other live writer uses
 
@@ -55,8 +61,16 @@ def os_errors(path: str, driver: str = "filesystem") -> Iterator[None]:
 
 
 async def _run(path: str, func: Callable[..., T], *args: object) -> T:
+    """``func(*args)`` in a worker thread, its ``OSError`` translated."""
     with os_errors(path):
         return await asyncio.to_thread(func, *args)
+
+
+def _now(path: str, func: Callable[..., T], *args: object) -> T:
+    """``func(*args)`` on the calling thread, its ``OSError`` translated: for metadata calls (see the module
+    docstring)."""
+    with os_errors(path):
+        return func(*args)
 
 
 def _in_parent(target: Path, action: Callable[[], T], attempts: int = 5) -> T:
@@ -332,7 +346,12 @@ class FilesystemDriver:
         return data
 
     async def put_content(self, path: str, data: bytes) -> None:
-        await _run(path, _write_atomic, self._full(path), data, self._fsync_puts)
+        """Small content is written on this thread (see the module docstring), unless ``fsync_puts``; larger content,
+        or a durable write, in a worker thread."""
+        if self._fsync_puts or len(data) > INLINE_PUT:
+            await _run(path, _write_atomic, self._full(path), data, self._fsync_puts)
+        else:
+            _now(path, _write_atomic, self._full(path), data, False)
 
     async def reader(self, path: str, offset: int = 0) -> AsyncIterator[bytes]:
         full = self._full(path)
@@ -380,7 +399,8 @@ class FilesystemDriver:
             yield info
 
     async def move(self, source: str, dest: str) -> None:
-        await _run(source, _move, self._full(source), self._full(dest), self.root)
+        """A rename on this thread (see the module docstring)."""
+        _now(source, _move, self._full(source), self._full(dest), self.root)
 
     async def delete(self, path: str) -> None:
         if path == "/":
@@ -388,7 +408,8 @@ class FilesystemDriver:
         await _run(path, _delete, self._full(path), self.root)
 
     async def delete_record(self, path: str) -> None:
-        await _run(path, _delete_record, self._full(path), self.root)
+        """An unlink on this thread (see the module docstring)."""
+        _now(path, _delete_record, self._full(path), self.root)
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:  # noqa: ARG002
         return None

@@ -22,7 +22,7 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ from storage.driver import StorageDriver, Writer
 from storage.errors import PathNotFound
 
 BUFFER = 1 << 20
+FIRST_PIECE = 256 << 10
 HASH_INLINE = 64 << 10  # ~40 us of SHA-256 here
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _IDLE_FORGET = 3600.0
@@ -50,30 +51,43 @@ class _Session:
     touched: float = field(default_factory=time.monotonic)
 
 
-async def buffered(body: AsyncIterator[bytes], size: int = BUFFER) -> AsyncIterator[bytes]:
-    """Regroup a stream of small network chunks into pieces of about ``size`` bytes."""
+async def buffered(body: AsyncIterator[bytes], size: int = BUFFER, first: int = FIRST_PIECE) -> AsyncIterator[bytes]:
+    """Regroup a stream of small network chunks into pieces of about ``size`` bytes; the first pieces are
+    smaller (``first``, doubling up to ``size``), so storing a small blob starts while the rest of it arrives."""
     pending: list[bytes] = []
     pending_len = 0
+    target = min(first, size)
     async for chunk in body:
         pending.append(chunk)
         pending_len += len(chunk)
-        if pending_len >= size:
+        if pending_len >= target:
             yield b"".join(pending)
             pending, pending_len = [], 0
+            target = min(target * 2, size)
     if pending_len:
         yield b"".join(pending)
 
 
-async def _store_piece(writer: Writer, hasher: Any, piece: bytes) -> None:
-    """Write ``piece`` and feed it to ``hasher`` (when there is one) at the same time: a large piece is hashed in a
-    worker thread (hashing releases the GIL), a small one here, where it takes less time than a thread hand-off."""
+def _hash_piece(hasher: Any, piece: bytes) -> asyncio.Future[None] | None:
+    """Feed ``piece`` to ``hasher`` (when there is one): a large piece in a worker thread (hashing releases the GIL),
+    returned as the future to wait for; a small one here and now, where it takes less time than a thread hand-off."""
     if hasher is None:
-        await writer.write(piece)
-    elif len(piece) <= HASH_INLINE:
+        return None
+    if len(piece) <= HASH_INLINE:
         hasher.update(piece)
-        await writer.write(piece)
-    else:
-        await asyncio.gather(asyncio.to_thread(hasher.update, piece), writer.write(piece))
+        return None
+    return asyncio.ensure_future(asyncio.to_thread(hasher.update, piece))
+
+
+async def _settle(*work: Awaitable[Any] | None) -> None:
+    """Wait for every given piece of work; the first failure is raised (the others may still run: see
+    :func:`_drain`)."""
+    await asyncio.gather(*(w for w in work if w is not None))
+
+
+async def _drain(*work: asyncio.Future[Any] | None) -> None:
+    """Wait until every given future is done, whatever its outcome."""
+    await asyncio.gather(*(w for w in work if w is not None), return_exceptions=True)
 
 
 def _new_hasher() -> Any:
@@ -190,22 +204,25 @@ class UploadStore:
             session.hasher = None  # bytes arrived elsewhere: verify by re-reading at the end
         if session.hasher is None and writer.size == 0 and self.driver.appends_in_place:
             session.hasher = _new_hasher()  # nothing received yet: the running hash starts here, whoever started it
-        in_flight: asyncio.Future[Any] | None = None
+        writing: asyncio.Future[None] | None = None
+        hashing: asyncio.Future[None] | None = None
+        ending: asyncio.Future[None] | None = None
         try:
-            async for piece in buffered(body):  # the next piece arrives while the previous one is stored
-                if in_flight is not None:
-                    await in_flight
-                in_flight = asyncio.ensure_future(_store_piece(writer, session.hasher, piece))
-            if in_flight is not None:
-                await in_flight
+            # each piece is written and hashed at the same time while the next one arrives; the hash of the last
+            # one runs on while the writer closes or commits (for a small blob, while the disk flushes it)
+            async for piece in buffered(body):
+                await _settle(writing, hashing)
+                writing = asyncio.ensure_future(writer.write(piece))
+                hashing = _hash_piece(session.hasher, piece)
+            await _settle(writing)
+            session.offset = mine = writer.size
+            ending = asyncio.ensure_future(writer.commit() if commit else writer.close())
+            await _settle(hashing, ending)
         except BaseException:
-            if in_flight is not None:
-                await asyncio.gather(in_flight, return_exceptions=True)
+            await _drain(writing, hashing, ending)  # (a cancelled hash may run on in its thread: it is dropped)
             session.hasher, session.offset = None, -1
             await writer.close()
             raise
-        session.offset = mine = writer.size
-        await (writer.commit() if commit else writer.close())
         if self.driver.appends_in_place and writer.size != mine:
             # another process appended meanwhile (a misbehaving client): verify by re-reading at the end
             session.hasher, session.offset = None, writer.size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,11 @@ from registry.app import create_app
 from registry.config import Settings
 from registry.errors import ErrorCode, RegistryError
 from registry.reference import Digest
-from registry.store import Store
+from registry.store import Store, uploads
+from registry.store.uploads import HASH_INLINE, buffered
 from storage.driver import StorageDriver
-from storage.filesystem import FilesystemDriver
+from storage.errors import StorageFull
+from storage.filesystem import FilesystemDriver, FilesystemWriter
 from storage.memory import MemoryDriver
 from tests.registry.conftest import Client, ClientFactory
 from tests.support.oci import digest, error_code, push_blob
@@ -317,3 +320,79 @@ async def test_bytes_another_process_appends_during_a_put_are_verified(tmp_path:
         await put
     assert raised.value.code is ErrorCode.DIGEST_INVALID
     assert await putter.blobs.linked("lib/app", own) is None
+
+
+async def test_pieces_start_small_and_grow_to_the_buffer() -> None:
+    """The first pieces of a body are small, so storing a small blob starts while the rest of it arrives; then they
+    grow to the buffer's size. Every byte comes out once, in order."""
+    chunk = bytes(range(256)) * 256  # 64 KiB, about what a socket read gives
+    body = [chunk] * 48  # 3 MiB
+    pieces = [piece async for piece in buffered(_chunks(*body), size=1 << 20, first=256 << 10)]
+    assert [len(p) for p in pieces] == [256 << 10, 512 << 10, 1 << 20, 1 << 20, 256 << 10]
+    assert b"".join(pieces) == b"".join(body)
+
+
+class _HeldHasher:
+    """SHA-256 whose updates (in worker threads) wait until ``release`` is set: shows what runs while a piece is
+    hashed."""
+
+    def __init__(self, release: threading.Event) -> None:
+        self._inner = hashlib.sha256()
+        self._release = release
+        self.name = self._inner.name
+
+    def update(self, data: bytes) -> None:
+        if not self._release.wait(timeout=10):
+            raise TimeoutError("the hash waited for the commit, which waited for the hash")
+        self._inner.update(data)
+
+    def hexdigest(self) -> str:
+        return self._inner.hexdigest()
+
+
+async def test_the_last_piece_is_hashed_while_the_writer_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The final PUT does not wait for the hash before making the bytes durable: the hash of the last piece and the
+    writer's commit (the fsync) run at the same time, and the digest is checked once both are done."""
+    release = threading.Event()
+    monkeypatch.setattr(uploads, "_new_hasher", lambda: _HeldHasher(release))
+    plain_commit = FilesystemWriter.commit
+
+    async def commit_releasing(self: FilesystemWriter) -> None:
+        release.set()  # the hash can only end once the commit has started
+        await plain_commit(self)
+
+    monkeypatch.setattr(FilesystemWriter, "commit", commit_releasing)
+    store = Store.build(FilesystemDriver(tmp_path / "data"))
+    data = b"x" * (HASH_INLINE * 4)  # hashed in a thread
+    upload_id = await store.uploads.start("lib/app")
+    finished = store.uploads.finish("lib/app", upload_id, Digest.of(data), _chunks(data))
+    assert await asyncio.wait_for(finished, timeout=20) == len(data)
+    assert await store.blobs.linked("lib/app", Digest.of(data)) is not None
+
+
+async def test_after_a_failed_commit_the_bytes_are_verified_by_re_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A final PUT whose commit fails (disk full) answers the error and keeps the session, but no longer trusts its
+    running hash: the retried PUT re-reads the bytes to check the digest."""
+    driver = FilesystemDriver(tmp_path / "data")
+    reads = _count_reads(driver)
+    store = Store.build(driver)
+    data = DATA * 20
+    plain_commit = FilesystemWriter.commit
+    failures = [StorageFull("upload", "filesystem", "no space left on device")]
+
+    async def failing_once(self: FilesystemWriter) -> None:
+        if failures:
+            raise failures.pop()
+        await plain_commit(self)
+
+    monkeypatch.setattr(FilesystemWriter, "commit", failing_once)
+    upload_id = await store.uploads.start("lib/app")
+    with pytest.raises(StorageFull):
+        await store.uploads.finish("lib/app", upload_id, Digest.of(data), _chunks(data))
+    assert await store.uploads.offset("lib/app", upload_id) == len(data)  # the bytes stay for a retry
+    assert await store.uploads.finish("lib/app", upload_id, Digest.of(data), None) == len(data)
+    assert len(reads) == 1

@@ -1,6 +1,6 @@
 """The filesystem driver's own behaviour (the contract suite covers the rest): its writer keeps small writes in memory,
-opens the file with the first write to disk, and a small blob costs one thread call in all; key-to-file paths are
-remembered in a bounded table."""
+opens the file with the first write to disk, and a small blob costs one thread call in all; metadata calls (renames,
+record deletes, small record writes) need none; key-to-file paths are remembered in a bounded table."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from storage import filesystem
-from storage.errors import StorageError, StorageFull
-from storage.filesystem import WRITE_AT_ONCE, FilesystemDriver
+from storage.errors import PathNotFound, StorageError, StorageFull
+from storage.filesystem import INLINE_PUT, WRITE_AT_ONCE, FilesystemDriver
 
 
 @pytest.fixture
@@ -55,6 +55,26 @@ async def test_large_writes_go_to_disk_as_they_come(tmp_path: Path, thread_calls
     await writer.commit()
     assert thread_calls == ["flush", "finish"]
     assert (tmp_path / "big").read_bytes() == b"head" + piece + b"tail"
+
+
+async def test_metadata_calls_run_without_a_thread(tmp_path: Path, thread_calls: list[str]) -> None:
+    """What a blob upload's final PUT does after the fsync (rename the bytes into place, write the repository link,
+    delete the session record) costs no thread hand-off; content larger than a record, or a durable record, is
+    written in a thread."""
+    driver = FilesystemDriver(tmp_path)
+    await driver.put_content("uploads/u/startedat", b"1.0")
+    (tmp_path / "uploads" / "u" / "data").write_bytes(b"blob")
+    await driver.move("uploads/u/data", "blobs/ab/data")
+    await driver.put_content("repo/_layers/ab/link", b"sha256:ab")
+    await driver.delete_record("uploads/u/startedat")
+    assert thread_calls == []
+    assert (tmp_path / "blobs" / "ab" / "data").read_bytes() == b"blob"
+    assert not (tmp_path / "uploads").exists()  # the emptied session directory is pruned
+    await driver.put_content("big", b"x" * (INLINE_PUT + 1))
+    await FilesystemDriver(tmp_path, fsync_puts=True).put_content("durable", b"1")
+    assert thread_calls == ["_write_atomic", "_write_atomic"]
+    with pytest.raises(PathNotFound):
+        await driver.move("uploads/missing", "blobs/cd/data")  # errors are translated as in a thread
 
 
 async def test_append_continues_from_the_size_on_disk(tmp_path: Path) -> None:
