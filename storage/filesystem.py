@@ -29,7 +29,7 @@ from typing import BinaryIO, TypeVar, cast
 from storage.driver import FileInfo, Writer
 from storage.errors import InvalidOffset, PathNotFound, StorageError, StorageFull, StorageUnavailable
 from storage.smallfiles import SmallFiles, read_with_stat
-from storage.writeback import WRITEBACK_STEP, start_writeback
+from storage.writeback import start_writeback, writeback_step
 
 T = TypeVar("T")
 READ_CHUNK = 1 << 20
@@ -195,8 +195,9 @@ class FilesystemWriter:
 
     Writes smaller than :data:`WRITE_AT_ONCE` wait in memory until that much is pending, and the file is opened by
     the first thread call that writes: a small blob costs one thread hand-off in all (open, write, fsync and close
-    in :meth:`commit`) instead of four. Every :data:`WRITEBACK_STEP` bytes, and at :meth:`close`, the disk is asked to
-    start writing what came so far (:mod:`storage.writeback`), so the final fsync has little left to do.
+    in :meth:`commit`) instead of four. After each :func:`~storage.writeback.writeback_step` of bytes, and at
+    :meth:`close`, the disk is asked to start writing what came so far (:mod:`storage.writeback`), so the final fsync
+    has little left to do.
     """
 
     def __init__(self, key: str, target: Path, append: bool, size: int, root: Path) -> None:
@@ -282,7 +283,7 @@ class FilesystemWriter:
         except BaseException:
             self._size = os.fstat(self._fd).st_size if self._fd is not None else self._size - sum(map(len, pieces))
             raise
-        self._write_back(self._fd, WRITEBACK_STEP)
+        self._write_back(self._fd, writeback_step(self._written_back))
         return self._fd
 
     def _write_back(self, fd: int, at_least: int) -> None:

@@ -13,8 +13,18 @@ import ctypes
 import sys
 
 WRITEBACK_STEP = 8 << 20
-"""Bytes written between two write-back requests: large enough for few calls, small enough that the final fsync
-waits for little."""
+"""Bytes written between two write-back requests once a file is large: large enough for few calls, small enough
+that the final fsync waits for little."""
+FIRST_WRITEBACK = 256 << 10
+"""The first write-back request of a file covers this much (see :func:`writeback_step`)."""
+
+
+def writeback_step(written_back: int) -> int:
+    """Bytes to write after the first ``written_back`` before asking for their write-back: as many as came before,
+    from :data:`FIRST_WRITEBACK` up to :data:`WRITEBACK_STEP`. A small blob thus goes to the disk while the rest of it
+    arrives (its fsync then waits for its last piece only), a large one in few calls."""
+    return min(WRITEBACK_STEP, max(FIRST_WRITEBACK, written_back))
+
 
 _SYNC_FILE_RANGE_WRITE = 2
 
