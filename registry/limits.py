@@ -42,18 +42,12 @@ __all__ = ["BodyTimeout", "RateLimiter", "UploadSessions", "handler_args", "limi
 
 Clock = Callable[[], float]
 _MAX_CLIENTS = 100_000
-READ_AHEAD = 1 << 20
-"""aiohttp's ``read_bufsize``: a request body is read from the socket until twice this much waits unread (aiohttp's
-default is 256 KiB). An upload hashes and writes one piece while the next arrives; with the default, the socket
-stopped being read before that next piece was in (100 MiB uploads 4-6% faster with this, ``bench/RESULTS.md``)."""
 _SESSION_ROUTES = (uploads.upload_status, uploads.patch_upload, uploads.finish_upload, uploads.cancel_upload)
 
 
 def handler_args(config: LimitsSettings) -> dict[str, Any]:
-    """The aiohttp request-handler arguments enforcing the header timeout and the header size, and reading bodies
-    ahead (:data:`READ_AHEAD`)."""
+    """The aiohttp request-handler arguments enforcing the header timeout and the header size."""
     return {
-        "read_bufsize": READ_AHEAD,
         "keepalive_timeout": config.header_timeout,
         "max_line_size": config.max_header_size,
         "max_field_size": config.max_header_size,

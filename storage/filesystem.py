@@ -66,11 +66,14 @@ async def _run(path: str, func: Callable[..., T], *args: object) -> T:
         return await asyncio.to_thread(func, *args)
 
 
-def _now(path: str, func: Callable[..., T], *args: object) -> T:
-    """``func(*args)`` on the calling thread, its ``OSError`` translated: for metadata calls (see the module
-    docstring)."""
+async def _now(path: str, func: Callable[..., T], *args: object) -> T:
+    """``func(*args)`` on the event loop's thread, its ``OSError`` translated: for metadata calls (see the module
+    docstring). Then it lets the loop run other tasks, so that a caller making many such calls in a row (the
+    ``used`` markers of every blob a manifest names) never holds the loop for all of them."""
     with os_errors(path):
-        return func(*args)
+        result = func(*args)
+    await asyncio.sleep(0)
+    return result
 
 
 def _in_parent(target: Path, action: Callable[[], T], attempts: int = 5) -> T:
@@ -212,6 +215,7 @@ class FilesystemWriter:
         self._written_back = size
         self._closed = False
         self._lock = threading.Lock()  # a close after a cancelled write waits for that write's thread
+        self._finishing: asyncio.Future[None] | None = None  # the thread call of commit or close, once started
 
     @property
     def size(self) -> int:
@@ -243,6 +247,9 @@ class FilesystemWriter:
         await _run(self._key, discard)
 
     async def close(self) -> None:
+        if self._finishing is not None:  # after a commit or close, even a cancelled one: once its thread is done
+            await asyncio.gather(self._finishing, return_exceptions=True)
+            return
         if self._fd is None and not self._pending:  # nothing written: the file is left as it was, or missing
             self._closed = True
         if not self._closed:
@@ -265,7 +272,8 @@ class FilesystemWriter:
                 finally:
                     self._close_file()
 
-        await _run(self._key, finish)
+        self._finishing = asyncio.ensure_future(_run(self._key, finish))
+        await asyncio.shield(self._finishing)  # a cancelled request leaves the thread call running, for close
 
     def flush(self) -> None:
         """Write the pending pieces now (blocking: runs in a worker thread)."""
@@ -352,7 +360,7 @@ class FilesystemDriver:
         if self._fsync_puts or len(data) > INLINE_PUT:
             await _run(path, _write_atomic, self._full(path), data, self._fsync_puts)
         else:
-            _now(path, _write_atomic, self._full(path), data, False)
+            await _now(path, _write_atomic, self._full(path), data, False)
 
     async def reader(self, path: str, offset: int = 0) -> AsyncIterator[bytes]:
         full = self._full(path)
@@ -401,7 +409,7 @@ class FilesystemDriver:
 
     async def move(self, source: str, dest: str) -> None:
         """A rename on this thread (see the module docstring)."""
-        _now(source, _move, self._full(source), self._full(dest), self.root)
+        await _now(source, _move, self._full(source), self._full(dest), self.root)
 
     async def delete(self, path: str) -> None:
         if path == "/":
@@ -410,7 +418,7 @@ class FilesystemDriver:
 
     async def delete_record(self, path: str) -> None:
         """An unlink on this thread (see the module docstring)."""
-        _now(path, _delete_record, self._full(path), self.root)
+        await _now(path, _delete_record, self._full(path), self.root)
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:  # noqa: ARG002
         return None

@@ -219,9 +219,9 @@ class UploadStore:
             ending = asyncio.ensure_future(writer.commit() if commit else writer.close())
             await _settle(hashing, ending)
         except BaseException:
-            await _drain(writing, hashing, ending)  # (a cancelled hash may run on in its thread: it is dropped)
-            session.hasher, session.offset = None, -1
-            await writer.close()
+            session.hasher, session.offset = None, -1  # first: a hash cancelled mid-piece may run on in its thread
+            await _drain(writing, hashing, ending)
+            await writer.close()  # waits for a commit's or close's thread still running
             raise
         if self.driver.appends_in_place and writer.size != mine:
             # another process appended meanwhile (a misbehaving client): verify by re-reading at the end

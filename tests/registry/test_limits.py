@@ -8,12 +8,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from registry.app import create_app
 from registry.config import ConfigError, LimitsSettings, MemoryStorage, Settings, load_settings
-from registry.limits import READ_AHEAD, RateLimiter, TooManyRequests, UploadSessions, handler_args
-from tests.registry.conftest import ClientFactory
+from registry.limits import RateLimiter, TooManyRequests, UploadSessions, handler_args
 from tests.support.oci import digest, error_code
 
 
@@ -99,12 +97,7 @@ def test_expired_clients_are_swept() -> None:
 
 def test_settings_and_handler_args() -> None:
     limits = load_settings(None, limits={"header_timeout": "2s", "max_header_size": 8192}).limits
-    assert handler_args(limits) == {
-        "read_bufsize": READ_AHEAD,
-        "keepalive_timeout": 2.0,
-        "max_line_size": 8192,
-        "max_field_size": 8192,
-    }
+    assert handler_args(limits) == {"keepalive_timeout": 2.0, "max_line_size": 8192, "max_field_size": 8192}
     with pytest.raises(ConfigError, match=r"limits\.header_timeout"):
         load_settings(None, limits={"header_timeout": 0})
     with pytest.raises(ConfigError, match=r"limits\.nope"):
@@ -178,20 +171,3 @@ async def test_a_slow_but_moving_body_is_not_ended(aiohttp_client: Any) -> None:
 def test_config_error_names_the_field() -> None:
     with pytest.raises(ConfigError, match="upload_sessions_per_client"):
         load_settings(None, limits={"upload_sessions_per_client": -1})
-
-
-async def test_a_request_body_is_read_ahead_of_its_handler(aiohttp_client: ClientFactory) -> None:
-    """The app's handlers get bodies whose reader keeps reading the socket until 2 x READ_AHEAD bytes wait unread
-    (aiohttp's default stops at 512 KiB), so an upload's next piece arrives while the last one is stored."""
-    seen: list[tuple[int, int]] = []
-
-    async def handler(request: web.Request) -> web.Response:
-        seen.append(request.content.get_read_buffer_limits())
-        await request.read()
-        return web.Response()
-
-    app = web.Application(handler_args=handler_args(load_settings(None).limits))
-    app.router.add_put("/body", handler)
-    client = await aiohttp_client(app)
-    assert (await client.put("/body", data=b"x" * 1000)).status == 200
-    assert seen == [(READ_AHEAD, 2 * READ_AHEAD)]

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import os
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from registry.app import create_app
 from registry.config import Settings
 from registry.errors import ErrorCode, RegistryError
+from registry.handlers import common
 from registry.reference import Digest
 from registry.store import Store, uploads
 from registry.store.uploads import HASH_INLINE, buffered
@@ -375,24 +379,54 @@ async def test_the_last_piece_is_hashed_while_the_writer_commits(
 async def test_after_a_failed_commit_the_bytes_are_verified_by_re_reading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A final PUT whose commit fails (disk full) answers the error and keeps the session, but no longer trusts its
-    running hash: the retried PUT re-reads the bytes to check the digest."""
+    """A final PUT whose fsync fails (disk full) answers the error and keeps the session, but no longer trusts its
+    running hash (the hash of its last piece may not have finished): the retried PUT re-reads the bytes to check
+    the digest."""
     driver = FilesystemDriver(tmp_path / "data")
     reads = _count_reads(driver)
     store = Store.build(driver)
     data = DATA * 20
-    plain_commit = FilesystemWriter.commit
-    failures = [StorageFull("upload", "filesystem", "no space left on device")]
+    plain_fsync = os.fsync
+    failures = [OSError(errno.ENOSPC, "No space left on device")]
 
-    async def failing_once(self: FilesystemWriter) -> None:
+    def failing_once(fd: int) -> None:
         if failures:
             raise failures.pop()
-        await plain_commit(self)
+        plain_fsync(fd)
 
-    monkeypatch.setattr(FilesystemWriter, "commit", failing_once)
+    monkeypatch.setattr(os, "fsync", failing_once)
     upload_id = await store.uploads.start("lib/app")
     with pytest.raises(StorageFull):
         await store.uploads.finish("lib/app", upload_id, Digest.of(data), _chunks(data))
-    assert await store.uploads.offset("lib/app", upload_id) == len(data)  # the bytes stay for a retry
+    assert await store.uploads.offset("lib/app", upload_id) == len(data)  # written, not yet durable: kept
     assert await store.uploads.finish("lib/app", upload_id, Digest.of(data), None) == len(data)
     assert len(reads) == 1
+    assert failures == []
+
+
+async def test_a_streamed_body_is_read_ahead(aiohttp_client: ClientFactory) -> None:
+    """``body()`` raises the read-ahead of the request it streams to READ_AHEAD (aiohttp keeps reading the socket
+    until twice that waits unread), so an upload's next piece arrives while the last one is stored; other requests
+    keep aiohttp's default."""
+    seen: dict[str, tuple[int, int]] = {}
+
+    async def streamed(request: web.Request) -> web.Response:
+        chunks = common.body(request)
+        seen["streamed"] = request.content.get_read_buffer_limits()
+        async for _ in chunks:
+            pass
+        return web.Response()
+
+    async def other(request: web.Request) -> web.Response:
+        seen["other"] = request.content.get_read_buffer_limits()
+        await request.read()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_put("/streamed", streamed)
+    app.router.add_put("/other", other)
+    client = await aiohttp_client(app)
+    for path in ("/streamed", "/other"):
+        assert (await client.put(path, data=b"x" * 1000)).status == 200
+    assert seen["streamed"] == (common.READ_AHEAD, 2 * common.READ_AHEAD)
+    assert seen["other"][1] < 2 * common.READ_AHEAD

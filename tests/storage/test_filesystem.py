@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,58 @@ async def test_metadata_calls_run_without_a_thread(tmp_path: Path, thread_calls:
     assert thread_calls == ["_write_atomic", "_write_atomic"]
     with pytest.raises(PathNotFound):
         await driver.move("uploads/missing", "blobs/cd/data")  # errors are translated as in a thread
+
+
+async def test_metadata_calls_let_other_tasks_run(tmp_path: Path) -> None:
+    """A caller making many metadata calls in a row (a manifest naming thousands of blobs rewrites their markers)
+    does not hold the event loop for all of them: each call lets other tasks run."""
+    driver = FilesystemDriver(tmp_path)
+    turns = 0
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    ticking = asyncio.ensure_future(ticker())
+    await asyncio.sleep(0)
+    start = turns
+    for n in range(20):
+        await driver.put_content(f"markers/{n}", b"")
+        await driver.move(f"markers/{n}", f"moved/{n}")
+        await driver.delete_record(f"moved/{n}")
+    ticking.cancel()
+    assert turns - start >= 60
+
+
+async def test_close_after_a_cancelled_commit_waits_for_its_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit whose request is cancelled (the client went away) leaves its thread writing and fsyncing the file; a
+    close that follows returns only once that thread is done, so the next request of the upload sees the file's
+    final size."""
+    release = threading.Event()
+    plain_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        release.wait(timeout=10)
+        plain_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    writer = await FilesystemDriver(tmp_path).writer("upload", append=True)
+    await writer.write(b"bytes")
+    committing = asyncio.ensure_future(writer.commit())
+    await asyncio.sleep(0.05)
+    committing.cancel()
+    closing = asyncio.ensure_future(writer.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()
+    release.set()
+    await asyncio.wait_for(closing, timeout=10)
+    assert (tmp_path / "upload").read_bytes() == b"bytes"
+    with pytest.raises(asyncio.CancelledError):
+        await committing
 
 
 async def test_append_continues_from_the_size_on_disk(tmp_path: Path) -> None:
