@@ -52,8 +52,8 @@ class Checked:
     async def delete(self, path: str) -> None:
         await self.inner.delete(self._c(path))
 
-    async def delete_record(self, path: str) -> None:
-        await self.inner.delete_record(self._c(path))
+    async def delete_record(self, path: str, keep: str | None = None) -> None:
+        await self.inner.delete_record(self._c(path), None if keep is None else self._c(keep))
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         return await self.inner.redirect_url(self._c(path), method)

@@ -116,10 +116,12 @@ class StorageDriver(Protocol):
         """Delete a file or a whole directory tree."""
         ...
 
-    async def delete_record(self, path: str) -> None:
+    async def delete_record(self, path: str, keep: str | None = None) -> None:
         """Delete the record at exactly ``path`` (a file written by :meth:`put_content`: never a directory nor a
-        writer's content); a missing one is no error. Empty directories above it go, as with :meth:`delete`. One
-        request on S3, where :meth:`delete` needs a listing first."""
+        writer's content); a missing one is no error. Empty directories above it go, as with :meth:`delete`, except
+        ``keep`` (a directory above ``path``) and those above it: where directories are real (the filesystem), a
+        caller about to use ``keep`` again spares removing and re-creating it. One request on S3, where
+        :meth:`delete` needs a listing first."""
         ...
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:

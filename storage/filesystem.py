@@ -137,9 +137,9 @@ def _delete(target: Path, root: Path) -> None:
     _prune(target.parent, root)
 
 
-def _delete_record(target: Path, root: Path) -> None:
+def _delete_record(target: Path, root: Path, keep: Path | None) -> None:
     target.unlink(missing_ok=True)
-    _prune(target.parent, root)
+    _prune(target.parent, keep if keep is not None and keep in target.parents else root)
 
 
 def purge_temporaries(root: Path, older_than: float, dry_run: bool = False) -> int:
@@ -416,9 +416,9 @@ class FilesystemDriver:
             raise StorageError(path, self.name, "refusing to delete the root")
         await _run(path, _delete, self._full(path), self.root)
 
-    async def delete_record(self, path: str) -> None:
+    async def delete_record(self, path: str, keep: str | None = None) -> None:
         """An unlink on this thread (see the module docstring)."""
-        await _now(path, _delete_record, self._full(path), self.root)
+        await _now(path, _delete_record, self._full(path), self.root, None if keep is None else self._full(keep))
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:  # noqa: ARG002
         return None

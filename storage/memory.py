@@ -121,7 +121,7 @@ class MemoryDriver:
         for key in doomed:
             del self.files[key]
 
-    async def delete_record(self, path: str) -> None:
+    async def delete_record(self, path: str, keep: str | None = None) -> None:  # noqa: ARG002 - no directories
         self.files.pop(path, None)
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:  # noqa: ARG002

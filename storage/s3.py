@@ -387,7 +387,7 @@ class S3Driver:
             await self._abort_recorded(path, state_key.removesuffix(STATE_SUFFIX))
         await self.delete_keys(keys)
 
-    async def delete_record(self, path: str) -> None:
+    async def delete_record(self, path: str, keep: str | None = None) -> None:  # noqa: ARG002 - no directories
         """One DeleteObject: a record has neither side objects nor children to look for (S3 answers the same
         whether the object existed or not)."""
         await self.call(path, "delete_object", Bucket=self.bucket, Key=self.s3_key(path))

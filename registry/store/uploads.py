@@ -258,7 +258,9 @@ class UploadStore:
         await self.blobs.publish(digest, self.data_key(name, upload_id), size)
         await self.blobs.link(name, digest)
         # the bytes have become the blob (or were deleted as a copy of it): the record is all the session holds
-        await self.driver.delete_record(key("upload_started", name=name, upload=upload_id))
+        # the repository's _uploads folder stays for its next upload (as in Distribution): no rmdir now, no mkdir then
+        record = key("upload_started", name=name, upload=upload_id)
+        await self.driver.delete_record(record, keep=key("uploads", name=name))
         self._sessions.pop(upload_id, None)
 
     async def discard(self, name: str, upload_id: str) -> None:

@@ -187,7 +187,8 @@ async def test_a_filesystem_session_keeps_its_bytes_in_its_own_directory(
 ) -> None:
     """Where publishing is a rename, a session's bytes sit beside its record: a push creates no ``objects/``
     directory (creating a directory costs as much as a small write), and finishing or cancelling leaves
-    nothing of the session behind."""
+    nothing of the session behind. Finishing keeps the repository's emptied ``_uploads`` folder for its next
+    upload (as Distribution does)."""
     client = await aiohttp_client(create_app(fs_settings))
     root: Path = fs_settings.storage.root  # type: ignore[union-attr]
     uploads = root / "v1/repositories/lib/app/_uploads"
@@ -200,9 +201,14 @@ async def test_a_filesystem_session_keeps_its_bytes_in_its_own_directory(
         assert (session / "data").read_bytes() == DATA
         resp = await (client.put(f"{location}?digest={digest(DATA)}") if finish else client.delete(location))
         assert resp.status == (201 if finish else 204)
-        assert not uploads.exists()
+        assert not session.exists()
+        assert not uploads.exists() or list(uploads.iterdir()) == []
         assert not (root / "v1/objects").exists()
     assert await (await client.get(f"/v2/lib/app/blobs/{digest(DATA)}")).read() == DATA
+    location = await open_session(client)
+    assert (await client.put(f"{location}?digest={digest(DATA)}", data=DATA)).status == 201
+    assert uploads.is_dir()
+    assert list(uploads.iterdir()) == []
 
 
 async def test_large_streamed_upload(client: Client) -> None:

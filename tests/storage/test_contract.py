@@ -153,6 +153,19 @@ async def test_delete_record_removes_one_record_and_the_directories_it_empties(d
         await driver.stat("/s")
 
 
+async def test_delete_record_with_a_folder_to_keep_deletes_the_same(driver: StorageDriver) -> None:
+    """``keep`` only spares an emptied directory (where directories are real): what is deleted, and what is
+    listed, is the same."""
+    for key in ("/r/_uploads/u1/startedat", "/r/_uploads/u2/startedat"):
+        await driver.put_content(key, b"1")
+    await driver.delete_record("/r/_uploads/u1/startedat", keep="/r/_uploads")
+    assert await driver.list("/r/_uploads") == ["/r/_uploads/u2"]
+    await driver.delete_record("/r/_uploads/u2/startedat", keep="/r/_uploads")
+    assert [info async for info in driver.walk("/r")] == []
+    with pytest.raises(PathNotFound):
+        await driver.stat_file("/r/_uploads/u2/startedat")
+
+
 async def test_stat_file_sees_files_only(driver: StorageDriver) -> None:
     await driver.put_content("/d/record", b"12345")
     info = await driver.stat_file("/d/record")

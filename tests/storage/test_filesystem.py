@@ -78,6 +78,19 @@ async def test_metadata_calls_run_without_a_thread(tmp_path: Path, thread_calls:
         await driver.move("uploads/missing", "blobs/cd/data")  # errors are translated as in a thread
 
 
+async def test_deleting_a_record_keeps_the_folder_asked_for(tmp_path: Path) -> None:
+    """The emptied directories above a deleted record are removed up to, not including, ``keep``; a ``keep`` that
+    is not above the record changes nothing."""
+    driver = FilesystemDriver(tmp_path)
+    await driver.put_content("r/_uploads/u1/startedat", b"1")
+    await driver.put_content("r/_layers/x/link", b"1")
+    await driver.delete_record("r/_uploads/u1/startedat", keep="r/_uploads")
+    assert (tmp_path / "r" / "_uploads").is_dir()
+    assert list((tmp_path / "r" / "_uploads").iterdir()) == []
+    await driver.delete_record("r/_layers/x/link", keep="r/_uploads")
+    assert not (tmp_path / "r" / "_layers").exists()
+
+
 async def test_metadata_calls_let_other_tasks_run(tmp_path: Path) -> None:
     """A caller making many metadata calls in a row (a manifest naming thousands of blobs rewrites their markers)
     does not hold the event loop for all of them: each call lets other tasks run."""
