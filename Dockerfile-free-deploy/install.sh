@@ -69,6 +69,18 @@ check_python() {
     || die "user $SERVICE_USER cannot run $PYTHON (choose another interpreter with PYTHON=/usr/bin/python3)"
 }
 
+install_source() {
+  # setuptools builds inside the tree it is given (build/, *.egg-info): built from a private copy, a stale build in
+  # the source tree cannot leak old files into the install, nor a build running there at the same time collide
+  local copy
+  copy="$(mktemp -d)"
+  tar -C "$SOURCE" --exclude=./.git --exclude=./.venv --exclude=./build --exclude='./*.egg-info' \
+    --exclude=./.mypy_cache --exclude=./.pytest_cache --exclude=./.ruff_cache --exclude=./.hypothesis \
+    --exclude=./bench/out -cf - . | tar -C "$copy" -xf -
+  "$PREFIX/venv/bin/pip" install -q --upgrade "$copy" || { rm -rf "$copy"; return 1; }
+  rm -rf "$copy"
+}
+
 install_code() {
   check_python
   "$PYTHON" -m venv "$PREFIX/venv"
@@ -78,7 +90,7 @@ install_code() {
     "$PREFIX/venv/bin/pip" install -q --upgrade "$WHEEL"
   else
     [ -f "$SOURCE/pyproject.toml" ] || die "no dockyard source tree at $SOURCE (give --source DIR or --wheel FILE)"
-    "$PREFIX/venv/bin/pip" install -q --upgrade "$SOURCE"
+    install_source
   fi
   mkdir -p "$PREFIX/share"
   rm -rf "$PREFIX/share/Dockerfile-free-deploy"
