@@ -29,7 +29,7 @@ from typing import BinaryIO, TypeVar, cast
 from storage.driver import FileInfo, Writer
 from storage.errors import InvalidOffset, PathNotFound, StorageError, StorageFull, StorageUnavailable
 from storage.smallfiles import SmallFiles, read_with_stat
-from storage.writeback import start_writeback, writeback_step
+from storage.writeback import write_back
 
 T = TypeVar("T")
 READ_CHUNK = 1 << 20
@@ -198,7 +198,7 @@ class FilesystemWriter:
 
     Writes smaller than :data:`WRITE_AT_ONCE` wait in memory until that much is pending, and the file is opened by
     the first thread call that writes: a small blob costs one thread hand-off in all (open, write, fsync and close
-    in :meth:`commit`) instead of four. After each :func:`~storage.writeback.writeback_step` of bytes, and at
+    in :meth:`commit`) instead of four. After each :func:`~storage.writeback.write_back` step of bytes, and at
     :meth:`close`, the disk is asked to start writing what came so far (:mod:`storage.writeback`), so the final fsync
     has little left to do.
     """
@@ -268,7 +268,7 @@ class FilesystemWriter:
                     if durable:
                         os.fsync(fd)
                     else:  # e.g. one chunk of an upload: its bytes go to disk while the next chunks arrive
-                        self._write_back(fd, 1)
+                        self._written_back = write_back(fd, self._written_back, self._size, at_least=1)
                 finally:
                     self._close_file()
 
@@ -291,14 +291,8 @@ class FilesystemWriter:
         except BaseException:
             self._size = os.fstat(self._fd).st_size if self._fd is not None else self._size - sum(map(len, pieces))
             raise
-        self._write_back(self._fd, writeback_step(self._written_back))
+        self._written_back = write_back(self._fd, self._written_back, self._size)
         return self._fd
-
-    def _write_back(self, fd: int, at_least: int) -> None:
-        """Start the disk write-back of what was written since the last one, if that is ``at_least`` bytes."""
-        if self._size - self._written_back >= at_least:
-            start_writeback(fd, self._written_back, self._size - self._written_back)
-            self._written_back = self._size
 
     def _close_file(self) -> None:
         if self._fd is not None:

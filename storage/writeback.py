@@ -42,6 +42,16 @@ def _load() -> ctypes._NamedFuncPointer | None:
 _sync_file_range = _load()
 
 
+def write_back(fd: int, written_back: int, written: int, at_least: int | None = None) -> int:
+    """Start the write-back of bytes ``[written_back, written)`` of ``fd`` once there are at least ``at_least`` of
+    them (by default :func:`writeback_step` of ``written_back``); returns where the written-back bytes now end, for
+    the next call. The one rule of dockyard's writer, which the benchmark's durable-write ceiling follows too."""
+    if written - written_back < (writeback_step(written_back) if at_least is None else at_least):
+        return written_back
+    start_writeback(fd, written_back, written - written_back)
+    return written
+
+
 def start_writeback(fd: int, offset: int, length: int) -> None:
     """Queue the write-back of bytes ``[offset, offset + length)`` of ``fd`` to its disk, without waiting for it.
 

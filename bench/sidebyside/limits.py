@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from storage.writeback import WRITEBACK_STEP, start_writeback
+from storage.writeback import write_back
 
 RECV_BUFFER = 4 << 20
 PIECE = 1 << 20
@@ -46,16 +46,17 @@ def sha256_mb_s(size: int, repeats: int = 3) -> float:
 
 def _write_file(path: Path, size: int, early_writeback: bool = False) -> float:
     """Write ``size`` bytes to a new file at ``path`` in 1 MiB pieces of one random buffer, then fsync; the
-    seconds from open to the end of the fsync. With ``early_writeback``, the disk is asked to start writing every
-    :data:`~storage.writeback.WRITEBACK_STEP` bytes as they are written (what dockyard's writer does)."""
+    seconds from open to the end of the fsync. With ``early_writeback``, the disk is asked to start writing as the
+    bytes are written, by the rule dockyard's writer follows (:func:`~storage.writeback.write_back`)."""
     piece = memoryview(os.urandom(PIECE))
     start = time.perf_counter()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    written_back = 0
     try:
         for offset in range(0, size, PIECE):
             os.write(fd, piece[: min(PIECE, size - offset)])
-            if early_writeback and (offset + PIECE) % WRITEBACK_STEP == 0:
-                start_writeback(fd, offset + PIECE - WRITEBACK_STEP, WRITEBACK_STEP)
+            if early_writeback:
+                written_back = write_back(fd, written_back, min(offset + PIECE, size))
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import filesystem, writeback
+from storage import writeback
 from storage.filesystem import FilesystemDriver
 from storage.writeback import FIRST_WRITEBACK, WRITEBACK_STEP, start_writeback, writeback_step
 
@@ -16,7 +16,7 @@ from storage.writeback import FIRST_WRITEBACK, WRITEBACK_STEP, start_writeback, 
 def asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     """The (offset, length) of each write-back the filesystem writer asks for, in order (none reaches the disk)."""
     calls: list[tuple[int, int]] = []
-    monkeypatch.setattr(filesystem, "start_writeback", lambda _fd, offset, length: calls.append((offset, length)))
+    monkeypatch.setattr(writeback, "start_writeback", lambda _fd, offset, length: calls.append((offset, length)))
     return calls
 
 
